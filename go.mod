@@ -1,0 +1,3 @@
+module github.com/b2ce5911/sse
+
+go 1.23
