@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -126,4 +128,50 @@ func benchmarkDecode(b *testing.B, stream []byte) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N*want), "allocs/event")
 	b.ReportMetric(float64(len(stream))/float64(want), "B/event")
+}
+
+// benchServer streams b.N events written by write to a real client over
+// loopback, which reads and discards them.
+func benchServer(b *testing.B, write func(*sse.Conn) error) {
+	done := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		c, err := (&sse.Upgrader{Heartbeat: -1}).Upgrade(w, r)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			if err := write(c); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+		b.StopTimer()
+	}))
+	defer ts.Close()
+	resp, err := ts.Client().Get(ts.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	go io.Copy(io.Discard, resp.Body)
+	<-done
+}
+
+func BenchmarkConnWriteStringEvent(b *testing.B) {
+	data := string(jsonEvent)
+	benchServer(b, func(c *sse.Conn) error { return c.WriteStringEvent("update", data) })
+}
+
+func BenchmarkConnWriteJsonEvent(b *testing.B) {
+	v := struct {
+		ID     int    `json:"id"`
+		User   string `json:"user"`
+		Action string `json:"action"`
+		Path   string `json:"path"`
+	}{12345, "ada", "update", "/docs/intro"}
+	benchServer(b, func(c *sse.Conn) error { return c.WriteJsonEvent("update", &v) })
 }

@@ -1,0 +1,242 @@
+package sse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrConnectionClosed is returned (possibly wrapping the cause) by writes on
+// a Conn that was closed, whose client went away, or whose last write failed.
+var ErrConnectionClosed = errors.New("sse: connection closed")
+
+// Conn is the server side of one event stream, made by [Upgrader.Upgrade].
+//
+// All methods are safe for concurrent use: a heartbeat, a publisher and a
+// goroutine that calls Close may share a Conn. Writes are serialised and
+// each is flushed before it returns. A write that fails closes the Conn.
+type Conn struct {
+	w            http.ResponseWriter
+	rc           *http.ResponseController
+	ctx          context.Context
+	cancel       context.CancelCauseFunc
+	writeTimeout time.Duration
+	lastEventID  string
+
+	closed  atomic.Bool
+	writing atomic.Bool
+	cause   atomic.Pointer[error] // why the Conn closed; net/http may cancel ctx first, without one
+
+	mu        sync.Mutex // serialises writes and guards the fields below
+	buf       []byte
+	lastWrite time.Time
+	json      jsonState
+	xml       xmlState
+}
+
+// LastEventID returns the id the client asked to resume after: the
+// Last-Event-ID header, or the lastEventId query parameter when the header
+// is absent. It is empty on a first connection.
+func (c *Conn) LastEventID() string { return c.lastEventID }
+
+// Done returns a channel that is closed when the client goes away, the
+// request ends, a write fails, or Close is called.
+func (c *Conn) Done() <-chan struct{} { return c.ctx.Done() }
+
+// IsOpen reports whether writes can still succeed.
+func (c *Conn) IsOpen() bool { return !c.closed.Load() && c.ctx.Err() == nil }
+
+// Close ends the stream from any goroutine: a write in progress is
+// unblocked, later writes return ErrConnectionClosed, and Done is closed.
+// The HTTP response itself ends when the handler returns.
+func (c *Conn) Close() { c.fail(ErrConnectionClosed) }
+
+func (c *Conn) fail(cause error) {
+	c.cause.CompareAndSwap(nil, &cause)
+	if c.closed.Swap(true) {
+		return
+	}
+	c.cancel(cause)
+	if c.writing.Load() {
+		// A deadline in the past makes the blocked Write return at once.
+		_ = c.rc.SetWriteDeadline(time.Unix(1, 0))
+	}
+}
+
+// Write sends data as an event of type "message".
+func (c *Conn) Write(data []byte) error {
+	return c.WriteMessage(Message{Data: data})
+}
+
+// WriteString sends data as an event of type "message".
+func (c *Conn) WriteString(data string) error {
+	return c.WriteMessage(Message{Data: bytesOf(data)})
+}
+
+// WriteEvent sends data as an event of type typ.
+func (c *Conn) WriteEvent(typ string, data []byte) error {
+	return c.WriteMessage(Message{Type: typ, Data: data})
+}
+
+// WriteEventWithID sends data as an event of type typ with the given id.
+func (c *Conn) WriteEventWithID(id, typ string, data []byte) error {
+	return c.WriteMessage(Message{ID: id, Type: typ, Data: data})
+}
+
+// WriteStringEvent sends data as an event of type typ.
+func (c *Conn) WriteStringEvent(typ, data string) error {
+	return c.WriteMessage(Message{Type: typ, Data: bytesOf(data)})
+}
+
+// WriteMessage sends one event with all of its fields. An invalid field
+// returns an error wrapping ErrInvalidField and writes nothing.
+func (c *Conn) WriteMessage(m Message) error {
+	return c.write(func(dst []byte) ([]byte, error) { return m.AppendTo(dst) })
+}
+
+// WriteComment sends a comment line, which clients ignore. A text with CR
+// or LF returns an error wrapping ErrInvalidField and writes nothing.
+func (c *Conn) WriteComment(text string) error {
+	return c.write(func(dst []byte) ([]byte, error) { return AppendComment(dst, text) })
+}
+
+// WriteRetry tells the client to wait d before reconnecting, in whole
+// milliseconds rounded up. A d of zero or less writes nothing.
+func (c *Conn) WriteRetry(d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	return c.write(func(dst []byte) ([]byte, error) { return AppendRetry(dst, d), nil })
+}
+
+// WritePrepared sends messages encoded once by [NewPreparedMessage], with
+// one flush for all of them.
+func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
+	if len(pms) == 1 { // the common case needs no copy
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.IsOpen() {
+			return c.closedErr()
+		}
+		return c.sendBytes(pms[0].data)
+	}
+	return c.write(func(dst []byte) ([]byte, error) {
+		for _, pm := range pms {
+			dst = append(dst, pm.data...)
+		}
+		return dst, nil
+	})
+}
+
+// PreparedMessage is a Message encoded once, to be sent to many Conns with
+// [Conn.WritePrepared] without encoding it again. It is immutable and safe
+// for concurrent use.
+type PreparedMessage struct {
+	data []byte
+}
+
+// NewPreparedMessage encodes m. An invalid field returns an error wrapping
+// ErrInvalidField.
+func NewPreparedMessage(m Message) (*PreparedMessage, error) {
+	data, err := m.AppendTo(nil)
+	if err != nil {
+		return nil, err
+	}
+	return &PreparedMessage{data: data}, nil
+}
+
+func (c *Conn) closedErr() error {
+	if p := c.cause.Load(); p != nil && *p != ErrConnectionClosed {
+		return fmt.Errorf("%w: %w", ErrConnectionClosed, *p)
+	}
+	return ErrConnectionClosed
+}
+
+// write encodes into the Conn's buffer and sends it: the path of every
+// write method, so that all of them check, encode and flush alike.
+func (c *Conn) write(encode func(dst []byte) ([]byte, error)) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.IsOpen() {
+		return c.closedErr()
+	}
+	buf, err := encode(c.buf[:0])
+	if err != nil {
+		return err
+	}
+	c.buf = buf
+	return c.sendBytes(buf)
+}
+
+// marshaller is the reusable state of one encoding (JSON, XML).
+type marshaller interface {
+	marshal(v any) ([]byte, error)
+}
+
+// writeMarshalled sends v as encoded by m; an encoding error returns before
+// anything is written.
+func (c *Conn) writeMarshalled(typ string, v any, m marshaller) error {
+	return c.write(func(dst []byte) ([]byte, error) {
+		data, err := m.marshal(v)
+		if err != nil {
+			return dst, err
+		}
+		return appendEvent(dst, "", typ, data, 0, "")
+	})
+}
+
+// sendBytes writes b and flushes; the caller holds c.mu. An empty b only
+// flushes, which sends the response headers.
+func (c *Conn) sendBytes(b []byte) error {
+	c.writing.Store(true)
+	defer c.writing.Store(false)
+	if c.writeTimeout > 0 {
+		if err := c.rc.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			c.fail(err)
+			return c.closedErr()
+		}
+	}
+	if c.closed.Load() { // Close may have run before our deadline replaced its own
+		return c.closedErr()
+	}
+	var err error
+	if len(b) > 0 {
+		_, err = c.w.Write(b)
+	}
+	if err == nil {
+		err = c.rc.Flush()
+	}
+	if err != nil {
+		c.fail(err)
+		return c.closedErr()
+	}
+	c.lastWrite = time.Now()
+	return nil
+}
+
+var heartbeatLine = []byte(":\n")
+
+// heartbeat sends a comment whenever the stream has been silent for d.
+func (c *Conn) heartbeat(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		next := d - time.Since(c.lastWrite)
+		if next <= 0 && c.IsOpen() {
+			_ = c.sendBytes(heartbeatLine) // a failure closes the Conn, which ends this loop
+			next = d
+		}
+		c.mu.Unlock()
+		t.Reset(next)
+	}
+}

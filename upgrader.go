@@ -1,0 +1,140 @@
+package sse
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// ErrStreamingNotSupported is returned by Upgrade when the ResponseWriter,
+// and every writer it wraps, cannot flush. It matches http.ErrNotSupported.
+var ErrStreamingNotSupported = fmt.Errorf("sse: response writer cannot stream: %w", http.ErrNotSupported)
+
+// Defaults used for the zero values of [Upgrader] fields.
+const (
+	DefaultHeartbeat    = 15 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+// Upgrader turns an HTTP request into an event stream. Its zero value is
+// ready to use; its fields are options. An Upgrader may be used by many
+// goroutines at once but must not be changed while it is in use.
+type Upgrader struct {
+	// RetryTime, when positive, is sent at the start of every stream as the
+	// client's reconnection delay, in whole milliseconds.
+	RetryTime time.Duration
+
+	// Heartbeat is how long a stream may stay silent before a comment line
+	// is sent to keep proxies and load balancers from closing it. Zero means
+	// DefaultHeartbeat; a negative value turns heartbeats off.
+	Heartbeat time.Duration
+
+	// WriteTimeout bounds each write and flush, so a client that stopped
+	// reading cannot hold a writer. A write that times out closes the Conn.
+	// Zero means DefaultWriteTimeout; a negative value means no limit.
+	WriteTimeout time.Duration
+
+	// CheckRequest, when not nil, runs before anything is written. It may
+	// add response headers through w.Header(). When it returns an error,
+	// Upgrade answers 403 Forbidden with the error's text and returns the
+	// error.
+	CheckRequest func(w http.ResponseWriter, r *http.Request) error
+}
+
+var defaultUpgrader Upgrader
+
+// Upgrade upgrades with the zero Upgrader: see [Upgrader.Upgrade].
+func Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+	return defaultUpgrader.Upgrade(w, r)
+}
+
+// Upgrade answers the request with an event stream and returns the Conn to
+// write events to. The response headers (200, Content-Type
+// text/event-stream, Cache-Control no-cache, X-Accel-Buffering no, and
+// Connection keep-alive on HTTP/1.x) are flushed at once with the retry time,
+// or an empty comment when there is none, so that clients and proxies see
+// the stream open before the first event.
+//
+// The Conn must not be used after the handler that called Upgrade returns.
+// When w cannot stream, Upgrade answers 500 and returns
+// [ErrStreamingNotSupported].
+func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+	if !canFlush(w) {
+		http.Error(w, "streaming is not supported", http.StatusInternalServerError)
+		return nil, ErrStreamingNotSupported
+	}
+	if u.CheckRequest != nil {
+		if err := u.CheckRequest(w, r); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return nil, err
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Del("Content-Length")
+	if r.ProtoMajor == 1 {
+		h.Set("Connection", "keep-alive")
+	}
+	w.WriteHeader(http.StatusOK)
+
+	ctx, cancel := context.WithCancelCause(r.Context())
+	c := &Conn{
+		w:            w,
+		rc:           http.NewResponseController(w),
+		ctx:          ctx,
+		cancel:       cancel,
+		writeTimeout: orDefault(u.WriteTimeout, DefaultWriteTimeout),
+		lastEventID:  lastEventID(r),
+	}
+	// Some body bytes go with the headers: proxies such as
+	// httputil.ReverseProxy forward the headers only with the first bytes.
+	c.mu.Lock()
+	c.buf = AppendRetry(c.buf[:0], u.RetryTime)
+	if len(c.buf) == 0 {
+		c.buf = append(c.buf, heartbeatLine...)
+	}
+	err := c.sendBytes(c.buf)
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if hb := orDefault(u.Heartbeat, DefaultHeartbeat); hb > 0 {
+		go c.heartbeat(hb)
+	}
+	return c, nil
+}
+
+// canFlush tells, as http.ResponseController would find out, whether w or a
+// writer it wraps can flush; asked before any header is written so that a
+// failure can still be a 500.
+func canFlush(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Flusher, interface{ FlushError() error }:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
+}
+
+// lastEventID reads the header, or the query parameter that browsers must
+// use on a first connection since EventSource cannot set headers.
+func lastEventID(r *http.Request) string {
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		return id
+	}
+	return r.URL.Query().Get("lastEventId")
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
