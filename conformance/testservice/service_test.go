@@ -238,6 +238,15 @@ func (f *fixture) create(t *testing.T, params map[string]any) string {
 	return f.api.URL + loc
 }
 
+// startClient sets up what one harness test has, a mock stream, a callback
+// endpoint and the service, and creates a client of the mock stream with
+// params. It returns them and the client's Location.
+func startClient(t *testing.T, params map[string]any) (*mockStream, *callbacks, *fixture, string) {
+	stream, cb, f := newMockStream(t), newCallbacks(t), newFixture(t)
+	params["streamUrl"], params["callbackUrl"] = stream.URL, cb.url()
+	return stream, cb, f, f.create(t, params)
+}
+
 func TestServiceStatus(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -301,8 +310,7 @@ func TestServiceParsing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			stream, cb, f := newMockStream(t), newCallbacks(t), newFixture(t)
-			f.create(t, map[string]any{"tag": tt.name, "streamUrl": stream.URL, "callbackUrl": cb.url()})
+			stream, cb, _, _ := startClient(t, map[string]any{"tag": tt.name})
 			stream.await(t).write(t, tt.chunks...)
 			for i, want := range tt.want {
 				got := cb.await(t)
@@ -318,8 +326,7 @@ func TestServiceParsing(t *testing.T) {
 
 func TestServiceReconnection(t *testing.T) {
 	t.Parallel()
-	stream, cb, f := newMockStream(t), newCallbacks(t), newFixture(t)
-	f.create(t, map[string]any{"streamUrl": stream.URL, "callbackUrl": cb.url(), "initialDelayMs": 0, "readTimeoutMs": nil})
+	stream, cb, _, _ := startClient(t, map[string]any{"initialDelayMs": 0, "readTimeoutMs": nil})
 
 	c1 := stream.await(t)
 	if _, ok := c1.header["Last-Event-Id"]; ok {
@@ -357,8 +364,7 @@ func TestServiceReconnection(t *testing.T) {
 
 func TestServiceRestart(t *testing.T) {
 	t.Parallel()
-	stream, cb, f := newMockStream(t), newCallbacks(t), newFixture(t)
-	loc := f.create(t, map[string]any{"streamUrl": stream.URL, "callbackUrl": cb.url(), "initialDelayMs": 0})
+	stream, cb, f, loc := startClient(t, map[string]any{"initialDelayMs": 0})
 	c1 := stream.await(t)
 	c1.write(t, "id: 1\ndata: Hello\n\n")
 	cb.awaitEvent(t, false)
@@ -412,9 +418,8 @@ func TestServiceRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			stream, cb, f := newMockStream(t), newCallbacks(t), newFixture(t)
-			tt.params["streamUrl"], tt.params["callbackUrl"], tt.params["initialDelayMs"] = stream.URL, cb.url(), 0
-			f.create(t, tt.params)
+			tt.params["initialDelayMs"] = 0
+			stream, _, _, _ := startClient(t, tt.params)
 			c1 := stream.await(t)
 			close(c1.end)
 			c2 := stream.await(t) // the body is sent again
@@ -434,8 +439,7 @@ func TestServiceRequest(t *testing.T) {
 
 func TestServiceReadTimeout(t *testing.T) {
 	t.Parallel()
-	stream, cb, f := newMockStream(t), newCallbacks(t), newFixture(t)
-	f.create(t, map[string]any{"streamUrl": stream.URL, "callbackUrl": cb.url(), "initialDelayMs": 0, "readTimeoutMs": 200})
+	stream, cb, _, _ := startClient(t, map[string]any{"initialDelayMs": 0, "readTimeoutMs": 200})
 	stream.await(t).write(t, "data: Hello\n\n")
 	if e := cb.awaitEvent(t, false); e.Data != "Hello" {
 		t.Errorf("event = %+v", e)
@@ -517,8 +521,7 @@ func TestServiceRedirects(t *testing.T) {
 
 func TestServiceDelete(t *testing.T) {
 	t.Parallel()
-	stream, cb, f := newMockStream(t), newCallbacks(t), newFixture(t)
-	loc := f.create(t, map[string]any{"streamUrl": stream.URL, "callbackUrl": cb.url(), "initialDelayMs": 0})
+	stream, cb, f, loc := startClient(t, map[string]any{"initialDelayMs": 0})
 	c := stream.await(t)
 	c.write(t, "data: a\n\n")
 	cb.await(t)
