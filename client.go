@@ -169,7 +169,8 @@ func (c *Client) Notify(ctx context.Context, uri string, evCh chan<- *Event) err
 // stopped it otherwise; after a 204 it just ends. Errors the Client recovers
 // from are not yielded: see OnError. Breaking out of the loop closes the
 // connection. The iterator runs the stream on the caller's goroutine and
-// starts none of its own.
+// starts none of its own. Events carry uri in [Event.URI], even after a
+// redirect.
 func (c *Client) Events(ctx context.Context, uri string) iter.Seq2[*Event, error] {
 	return func(yield func(*Event, error) bool) {
 		stopped := false

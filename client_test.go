@@ -17,7 +17,7 @@ import (
 
 // lastEventID returns the Last-Event-ID a request sent, and whether it had
 // the header at all.
-func lastEventID(r stubRequest) (string, bool) {
+func sentLastEventID(r stubRequest) (string, bool) {
 	v, ok := r.header["Last-Event-Id"]
 	if !ok || len(v) == 0 {
 		return "", ok
@@ -42,7 +42,7 @@ func TestClientReconnection(t *testing.T) {
 	}{
 		{
 			name:       "EOF reconnects with the last event ID",
-			steps:      []stubStep{send("id: 1\ndata: a\n\n"), send("data: b\n\n")},
+			steps:      []stubStep{stubSend("id: 1\ndata: a\n\n"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
 			wantIDs:    []string{"-", "1", "1"},
 			wantDelays: []time.Duration{base, base},
@@ -50,7 +50,7 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:       "network error reconnects and discards the partial event",
-			steps:      []stubStep{sendThenBreak("id: 1\ndata: a\n\nid: 2\ndata: cut"), send("data: b\n\n")},
+			steps:      []stubStep{stubBreak("id: 1\ndata: a\n\nid: 2\ndata: cut"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
 			wantIDs:    []string{"-", "1", "1"},
 			wantDelays: []time.Duration{base, base},
@@ -58,7 +58,7 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:       "partial event at EOF is discarded with its id",
-			steps:      []stubStep{send("id: 1\ndata: a\n\nid: 2\ndata: cut"), send("data: b\n\n")},
+			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid: 2\ndata: cut"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
 			wantIDs:    []string{"-", "1", "1"},
 			wantDelays: []time.Duration{base, base},
@@ -66,7 +66,7 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:       "server retry wins and is kept across connections",
-			steps:      []stubStep{send("retry: 1234\ndata: a\n\n"), send("data: b\n\n"), send("data: c\n\n")},
+			steps:      []stubStep{stubSend("retry: 1234\ndata: a\n\n"), stubSend("data: b\n\n"), stubSend("data: c\n\n")},
 			want:       []ev{{"", "message", "a"}, {"", "message", "b"}, {"", "message", "c"}},
 			wantIDs:    []string{"-", "-", "-", "-"},
 			wantDelays: []time.Duration{1234 * time.Millisecond, 1234 * time.Millisecond, 1234 * time.Millisecond},
@@ -74,7 +74,7 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:       "hostile retry is capped",
-			steps:      []stubStep{send("retry: 1000000000000\ndata: a\n\n")},
+			steps:      []stubStep{stubSend("retry: 1000000000000\ndata: a\n\n")},
 			config:     func(c *sse.Client) { c.MaxReconnectDelay = 7 * time.Second },
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-"},
@@ -83,7 +83,7 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:       "empty id resets: no header at all",
-			steps:      []stubStep{send("id: 1\ndata: a\n\nid: \ndata: b\n\n"), send("data: c\n\n")},
+			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid: \ndata: b\n\n"), stubSend("data: c\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"", "message", "b"}, {"", "message", "c"}},
 			wantIDs:    []string{"-", "-", "-"},
 			wantDelays: []time.Duration{base, base},
@@ -91,7 +91,7 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:       "id reset by a block without data",
-			steps:      []stubStep{send("id: 1\ndata: a\n\nid\n\n"), send("data: b\n\n")},
+			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid\n\n"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"", "message", "b"}},
 			wantIDs:    []string{"-", "-", "-"},
 			wantDelays: []time.Duration{base, base},
@@ -99,7 +99,7 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:       "initial LastEventID is sent and carried by events",
-			steps:      []stubStep{send("data: a\n\nid: 2\ndata: b\n\n")},
+			steps:      []stubStep{stubSend("data: a\n\nid: 2\ndata: b\n\n")},
 			config:     func(c *sse.Client) { c.LastEventID = "start" },
 			want:       []ev{{"start", "message", "a"}, {"2", "message", "b"}},
 			wantIDs:    []string{"start", "2"},
@@ -113,25 +113,25 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:    "500 stops with a StatusError",
-			steps:   []stubStep{status(http.StatusInternalServerError)},
-			wantErr: isStatus(http.StatusInternalServerError),
+			steps:   []stubStep{stubStatus(http.StatusInternalServerError)},
+			wantErr: isStatusError(http.StatusInternalServerError),
 			wantIDs: []string{"-"},
 		},
 		{
 			name:    "wrong Content-Type stops",
-			steps:   []stubStep{sendAs("text/html", "data: a\n\n")},
+			steps:   []stubStep{stubSendAs("text/html", "data: a\n\n")},
 			wantErr: func(err error) bool { return errors.Is(err, sse.ErrContentType) },
 			wantIDs: []string{"-"},
 		},
 		{
 			name:    "missing Content-Type stops",
-			steps:   []stubStep{sendAs("", "data: a\n\n")},
+			steps:   []stubStep{stubSendAs("", "data: a\n\n")},
 			wantErr: func(err error) bool { return errors.Is(err, sse.ErrContentType) },
 			wantIDs: []string{"-"},
 		},
 		{
 			name:       "Content-Type with parameters and capitals is accepted",
-			steps:      []stubStep{sendAs("Text/Event-Stream; charset=UTF-8", "data: a\n\n")},
+			steps:      []stubStep{stubSendAs("Text/Event-Stream; charset=UTF-8", "data: a\n\n")},
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-"},
 			wantDelays: []time.Duration{base},
@@ -139,7 +139,7 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:  "retryable status backs off, then a working connection resets",
-			steps: []stubStep{status(503), status(503), status(503), send("id: 9\ndata: a\n\n"), status(503)},
+			steps: []stubStep{stubStatus(503), stubStatus(503), stubStatus(503), stubSend("id: 9\ndata: a\n\n"), stubStatus(503)},
 			config: func(c *sse.Client) {
 				c.RetryStatus = func(code int) bool { return code == 503 }
 			},
@@ -151,7 +151,7 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:  "backoff is capped",
-			steps: []stubStep{status(503), status(503), status(503), status(503)},
+			steps: []stubStep{stubStatus(503), stubStatus(503), stubStatus(503), stubStatus(503)},
 			config: func(c *sse.Client) {
 				c.RetryStatus = func(code int) bool { return code == 503 }
 				c.MaxReconnectDelay = 3 * time.Second
@@ -162,33 +162,33 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:  "MaxAttempts gives up with the last error",
-			steps: []stubStep{status(503), status(503), status(503), status(503)},
+			steps: []stubStep{stubStatus(503), stubStatus(503), stubStatus(503), stubStatus(503)},
 			config: func(c *sse.Client) {
 				c.RetryStatus = func(code int) bool { return code == 503 }
 				c.MaxAttempts = 3
 			},
-			wantErr:    isStatus(503),
+			wantErr:    isStatusError(503),
 			wantIDs:    []string{"-", "-", "-"},
 			wantDelays: []time.Duration{-1, -2},
 			wantErrors: 2,
 		},
 		{
 			name:    "event over MaxEventSize stops for good",
-			steps:   []stubStep{send("data: 0123456789\n\n")},
+			steps:   []stubStep{stubSend("data: 0123456789\n\n")},
 			config:  func(c *sse.Client) { c.MaxEventSize = 5 },
 			wantErr: func(err error) bool { return errors.Is(err, sse.ErrEventTooLarge) },
 			wantIDs: []string{"-"},
 		},
 		{
 			name:       "redirect without Location is a StatusError",
-			steps:      []stubStep{redirect(http.StatusTemporaryRedirect, "")},
-			wantErr:    isStatus(http.StatusTemporaryRedirect),
+			steps:      []stubStep{stubRedirect(http.StatusTemporaryRedirect, "")},
+			wantErr:    isStatusError(http.StatusTemporaryRedirect),
 			wantIDs:    []string{"-"},
 			wantErrors: 0,
 		},
 		{
 			name:       "redirect is followed and the request resent",
-			steps:      []stubStep{redirect(http.StatusTemporaryRedirect, "/moved"), send("data: a\n\n")},
+			steps:      []stubStep{stubRedirect(http.StatusTemporaryRedirect, "/moved"), stubSend("data: a\n\n")},
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-", "-"},
 			wantDelays: []time.Duration{base},
@@ -196,7 +196,7 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:       "negative ReconnectDelay reconnects at once",
-			steps:      []stubStep{send("data: a\n\n")},
+			steps:      []stubStep{stubSend("data: a\n\n")},
 			config:     func(c *sse.Client) { c.ReconnectDelay = -1 },
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-"},
@@ -205,7 +205,7 @@ func TestClientReconnection(t *testing.T) {
 		},
 		{
 			name:    "zero ReconnectDelay means 3 s",
-			steps:   []stubStep{send("data: a\n\n"), status(503)},
+			steps:   []stubStep{stubSend("data: a\n\n"), stubStatus(503)},
 			config:  func(c *sse.Client) { c.ReconnectDelay = 0; c.RetryStatus = func(int) bool { return true } },
 			want:    []ev{{"", "message", "a"}},
 			wantIDs: []string{"-", "-", "-"},
@@ -218,14 +218,14 @@ func TestClientReconnection(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := newStubServer(t, tt.steps...)
-			var rec delays
-			var errs errorLog
+			var rec stubDelays
+			var errs stubErrorLog
 			c := &sse.Client{HTTPClient: srv.Client(), ReconnectDelay: base, OnError: errs.add}
 			if tt.config != nil {
 				tt.config(c)
 			}
 			rec.install(c)
-			got, err := collectEvents(context.Background(), c, srv.URL)
+			got, err := stubCollect(context.Background(), c, srv.URL)
 			if tt.wantErr == nil && err != nil || tt.wantErr != nil && (err == nil || !tt.wantErr(err)) {
 				t.Errorf("error = %v", err)
 			}
@@ -235,7 +235,7 @@ func TestClientReconnection(t *testing.T) {
 			reqs := srv.requests()
 			var ids []string
 			for _, r := range reqs {
-				id, ok := lastEventID(r)
+				id, ok := sentLastEventID(r)
 				if !ok {
 					id = "-"
 				}
@@ -244,7 +244,7 @@ func TestClientReconnection(t *testing.T) {
 			if strings.Join(ids, ",") != strings.Join(tt.wantIDs, ",") {
 				t.Errorf("Last-Event-IDs = %q, want %q", ids, tt.wantIDs)
 			}
-			checkDelays(t, rec.get(), tt.wantDelays)
+			checkStubDelays(t, rec.get(), tt.wantDelays)
 			if n := len(errs.get()); n != tt.wantErrors {
 				t.Errorf("OnError called %d times, want %d: %v", n, tt.wantErrors, errs.get())
 			}
@@ -252,16 +252,16 @@ func TestClientReconnection(t *testing.T) {
 	}
 }
 
-func isStatus(code int) func(error) bool {
+func isStatusError(code int) func(error) bool {
 	return func(err error) bool {
 		var se *sse.StatusError
 		return errors.As(err, &se) && se.StatusCode == code && strings.HasPrefix(se.Error(), "sse: ")
 	}
 }
 
-// checkDelays compares waits: a positive want must match exactly; a
+// checkStubDelays compares waits: a positive want must match exactly; a
 // negative -n seconds means "n s with jitter", anywhere in [n/2, n].
-func checkDelays(t *testing.T, got, want []time.Duration) {
+func checkStubDelays(t *testing.T, got, want []time.Duration) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Errorf("delays = %v, want %v", got, want)
@@ -363,13 +363,13 @@ func TestClientRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newStubServer(t, send("data: a\n\n"), sendThenBreak("data: b\n\n"))
+			srv := newStubServer(t, stubSend("data: a\n\n"), stubBreak("data: b\n\n"))
 			c := &sse.Client{HTTPClient: srv.Client()}
 			if tt.config != nil {
 				tt.config(c)
 			}
-			new(delays).install(c)
-			if _, err := collectEvents(context.Background(), c, srv.URL); err != nil {
+			new(stubDelays).install(c)
+			if _, err := stubCollect(context.Background(), c, srv.URL); err != nil {
 				t.Fatal(err)
 			}
 			reqs := srv.requests()
@@ -392,9 +392,9 @@ func TestClientRequest(t *testing.T) {
 
 func TestClientRedirectKeepsBodyAndURI(t *testing.T) {
 	t.Parallel()
-	srv := newStubServer(t, redirect(http.StatusTemporaryRedirect, "/moved"), send("data: a\n\n"))
+	srv := newStubServer(t, stubRedirect(http.StatusTemporaryRedirect, "/moved"), stubSend("data: a\n\n"))
 	c := &sse.Client{HTTPClient: srv.Client(), Method: "POST", Body: []byte("payload")}
-	new(delays).install(c)
+	new(stubDelays).install(c)
 	var uris []string
 	for e, err := range c.Events(context.Background(), srv.URL+"/start") {
 		if err != nil {
@@ -418,17 +418,17 @@ func TestClientReadTimeout(t *testing.T) {
 		first stubStep
 		want  []ev
 	}{
-		{"silent stream", sendThenHang("data: a\n\n"), []ev{{"", "message", "a"}, {"", "message", "b"}}},
-		{"no response headers", hangBeforeHeaders, []ev{{"", "message", "b"}}},
+		{"silent stream", stubHang("data: a\n\n"), []ev{{"", "message", "a"}, {"", "message", "b"}}},
+		{"no response headers", stubHangBeforeHeaders, []ev{{"", "message", "b"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newStubServer(t, tt.first, send("data: b\n\n"))
-			var errs errorLog
+			srv := newStubServer(t, tt.first, stubSend("data: b\n\n"))
+			var errs stubErrorLog
 			c := &sse.Client{HTTPClient: srv.Client(), ReadTimeout: 200 * time.Millisecond, OnError: errs.add}
-			new(delays).install(c)
-			got, err := collectEvents(context.Background(), c, srv.URL)
+			new(stubDelays).install(c)
+			got, err := stubCollect(context.Background(), c, srv.URL)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -447,10 +447,10 @@ func TestClientReadTimeout(t *testing.T) {
 // make the Client drop a stream that delivers what it has.
 func TestClientReadTimeoutIgnoresSlowConsumer(t *testing.T) {
 	t.Parallel()
-	srv := newStubServer(t, send("data: a\n\ndata: b\n\ndata: c\n\n"))
-	var errs errorLog
+	srv := newStubServer(t, stubSend("data: a\n\ndata: b\n\ndata: c\n\n"))
+	var errs stubErrorLog
 	c := &sse.Client{HTTPClient: srv.Client(), ReadTimeout: 250 * time.Millisecond, OnError: errs.add}
-	new(delays).install(c)
+	new(stubDelays).install(c)
 	var got []ev
 	for e, err := range c.Events(context.Background(), srv.URL) {
 		if err != nil {
@@ -473,9 +473,9 @@ func TestClientLargeEvents(t *testing.T) {
 	t.Parallel()
 	for _, size := range []int{5 << 20, 10 << 20} {
 		data := strings.Repeat("x", size-1) + "y"
-		srv := newStubServer(t, send("data: "+data+"\n\ndata: small\n\n"))
+		srv := newStubServer(t, stubSend("data: "+data+"\n\ndata: small\n\n"))
 		c := &sse.Client{HTTPClient: srv.Client()}
-		new(delays).install(c)
+		new(stubDelays).install(c)
 		var sizes []int
 		for e, err := range c.Events(context.Background(), srv.URL) {
 			if err != nil {
@@ -546,7 +546,7 @@ func TestClientContextEnds(t *testing.T) {
 			t.Parallel()
 			closed := make(chan struct{})
 			srv := newStubServer(t, func(w http.ResponseWriter, r *http.Request, quit <-chan struct{}) {
-				sendThenHang("data: a\n\n")(w, r, quit)
+				stubHang("data: a\n\n")(w, r, quit)
 				close(closed)
 			})
 			ctx, cancel := context.WithCancelCause(context.Background())
@@ -563,12 +563,12 @@ func TestClientContextEnds(t *testing.T) {
 
 func TestClientContextEndsDuringWait(t *testing.T) {
 	t.Parallel()
-	srv := newStubServer(t, send("data: a\n\n"))
+	srv := newStubServer(t, stubSend("data: a\n\n"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := &sse.Client{HTTPClient: srv.Client(), ReconnectDelay: time.Hour}
 	c.OnError = func(error) { cancel() } // the Client is about to wait an hour
-	got, err := collectEvents(ctx, c, srv.URL)
+	got, err := stubCollect(ctx, c, srv.URL)
 	if !errors.Is(err, context.Canceled) || len(got) != 1 {
 		t.Errorf("got %q, %v; want one event and context.Canceled", got, err)
 	}
@@ -581,9 +581,9 @@ func TestClientNotify(t *testing.T) {
 		t.Errorf("nil channel: %v, want ErrNilChan", err)
 	}
 
-	srv := newStubServer(t, send("id: 1\ndata: a\n\n"), send("data: b\n\n"))
+	srv := newStubServer(t, stubSend("id: 1\ndata: a\n\n"), stubSend("data: b\n\n"))
 	c = &sse.Client{HTTPClient: srv.Client()}
-	new(delays).install(c)
+	new(stubDelays).install(c)
 	ch := make(chan *sse.Event, 10)
 	if err := c.Notify(context.Background(), srv.URL, ch); err != nil {
 		t.Fatalf("Notify after a 204: %v", err)
@@ -603,7 +603,7 @@ func TestClientNotify(t *testing.T) {
 
 func TestClientHooks(t *testing.T) {
 	t.Parallel()
-	srv := newStubServer(t, send(": hello\ndata: a\n\n:bye\n"), status(500))
+	srv := newStubServer(t, stubSend(": hello\ndata: a\n\n:bye\n"), stubStatus(500))
 	var logs bytes.Buffer
 	var connects atomic.Int32
 	var comments []string
@@ -613,9 +613,9 @@ func TestClientHooks(t *testing.T) {
 		OnConnect:  func(resp *http.Response) { connects.Add(1) },
 		OnComment:  func(text string) { comments = append(comments, text) },
 	}
-	new(delays).install(c)
-	_, err := collectEvents(context.Background(), c, srv.URL)
-	if !isStatus(500)(err) {
+	new(stubDelays).install(c)
+	_, err := stubCollect(context.Background(), c, srv.URL)
+	if !isStatusError(500)(err) {
 		t.Errorf("error = %v, want status 500", err)
 	}
 	if connects.Load() != 1 {
@@ -633,10 +633,10 @@ func TestClientHooks(t *testing.T) {
 
 func TestClientZeroValue(t *testing.T) {
 	t.Parallel()
-	srv := newStubServer(t, status(http.StatusNotFound))
+	srv := newStubServer(t, stubStatus(http.StatusNotFound))
 	var c sse.Client // DefaultClient, GET, no delays needed: the 404 is final
-	_, err := collectEvents(context.Background(), &c, srv.URL)
-	if !isStatus(http.StatusNotFound)(err) {
+	_, err := stubCollect(context.Background(), &c, srv.URL)
+	if !isStatusError(http.StatusNotFound)(err) {
 		t.Errorf("error = %v, want status 404", err)
 	}
 	sse.DefaultClient.CloseIdleConnections()
@@ -645,8 +645,8 @@ func TestClientZeroValue(t *testing.T) {
 func TestClientBadRequestIsFinal(t *testing.T) {
 	t.Parallel()
 	c := &sse.Client{Method: "BAD METHOD"}
-	new(delays).install(c)
-	if _, err := collectEvents(context.Background(), c, "http://127.0.0.1:1/"); err == nil {
+	new(stubDelays).install(c)
+	if _, err := stubCollect(context.Background(), c, "http://127.0.0.1:1/"); err == nil {
 		t.Error("no error for an invalid method")
 	}
 }

@@ -65,18 +65,18 @@ func (s *stubServer) requests() []stubRequest {
 }
 
 // send answers with an event stream holding body, then ends it cleanly.
-func send(body string) stubStep { return sendAs("text/event-stream", body) }
+func stubSend(body string) stubStep { return stubSendAs("text/event-stream", body) }
 
-func sendAs(contentType, body string) stubStep {
+func stubSendAs(contentType, body string) stubStep {
 	return func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
 		w.Header().Set("Content-Type", contentType)
 		io.WriteString(w, body)
 	}
 }
 
-// sendThenHang sends body and then keeps the connection open, silent, until
+// stubHang sends body and then keeps the connection open, silent, until
 // the client goes away or the test ends.
-func sendThenHang(body string) stubStep {
+func stubHang(body string) stubStep {
 	return func(w http.ResponseWriter, r *http.Request, quit <-chan struct{}) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		io.WriteString(w, body)
@@ -88,17 +88,17 @@ func sendThenHang(body string) stubStep {
 	}
 }
 
-// hangBeforeHeaders never answers.
-func hangBeforeHeaders(w http.ResponseWriter, r *http.Request, quit <-chan struct{}) {
+// stubHangBeforeHeaders never answers.
+func stubHangBeforeHeaders(w http.ResponseWriter, r *http.Request, quit <-chan struct{}) {
 	select {
 	case <-r.Context().Done():
 	case <-quit:
 	}
 }
 
-// sendThenBreak sends body and then drops the connection in the middle of
+// stubBreak sends body and then drops the connection in the middle of
 // the chunked response: the client sees a network error, not a clean end.
-func sendThenBreak(body string) stubStep {
+func stubBreak(body string) stubStep {
 	return func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		io.WriteString(w, body)
@@ -107,13 +107,13 @@ func sendThenBreak(body string) stubStep {
 	}
 }
 
-func status(code int) stubStep {
+func stubStatus(code int) stubStep {
 	return func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
 		w.WriteHeader(code)
 	}
 }
 
-func redirect(code int, location string) stubStep {
+func stubRedirect(code int, location string) stubStep {
 	return func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
 		if location != "" {
 			w.Header().Set("Location", location)
@@ -122,13 +122,13 @@ func redirect(code int, location string) stubStep {
 	}
 }
 
-// delays records the waits of a Client instead of spending them.
-type delays struct {
+// stubDelays records the waits of a Client instead of spending them.
+type stubDelays struct {
 	mu sync.Mutex
 	d  []time.Duration
 }
 
-func (r *delays) install(c *sse.Client) {
+func (r *stubDelays) install(c *sse.Client) {
 	sse.SetSleep(c, func(ctx context.Context, d time.Duration) error {
 		r.mu.Lock()
 		r.d = append(r.d, d)
@@ -137,14 +137,14 @@ func (r *delays) install(c *sse.Client) {
 	})
 }
 
-func (r *delays) get() []time.Duration {
+func (r *stubDelays) get() []time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]time.Duration(nil), r.d...)
 }
 
-// collectEvents ranges over c.Events and returns what it yielded.
-func collectEvents(ctx context.Context, c *sse.Client, url string) ([]ev, error) {
+// stubCollect ranges over c.Events and returns what it yielded.
+func stubCollect(ctx context.Context, c *sse.Client, url string) ([]ev, error) {
 	var got []ev
 	for e, err := range c.Events(ctx, url) {
 		if err != nil {
@@ -155,19 +155,19 @@ func collectEvents(ctx context.Context, c *sse.Client, url string) ([]ev, error)
 	return got, nil
 }
 
-// errorLog is an OnError hook that keeps what it is given.
-type errorLog struct {
+// stubErrorLog is an OnError hook that keeps what it is given.
+type stubErrorLog struct {
 	mu   sync.Mutex
 	errs []error
 }
 
-func (l *errorLog) add(err error) {
+func (l *stubErrorLog) add(err error) {
 	l.mu.Lock()
 	l.errs = append(l.errs, err)
 	l.mu.Unlock()
 }
 
-func (l *errorLog) get() []error {
+func (l *stubErrorLog) get() []error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]error(nil), l.errs...)

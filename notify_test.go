@@ -24,36 +24,36 @@ func TestNotify(t *testing.T) {
 	}{
 		{
 			name:       "clean end returns nil, unfinished event discarded",
-			step:       send("id: 1\nevent: add\ndata: a\n\ndata: b\ndata: c\n\nid: 2\ndata: cut"),
+			step:       stubSend("id: 1\nevent: add\ndata: a\n\ndata: b\ndata: c\n\nid: 2\ndata: cut"),
 			want:       []ev{{"1", "add", "a"}, {"1", "message", "b\nc"}},
 			wantHeader: map[string]string{"Accept": "text/event-stream", "Cache-Control": "no-cache"},
 		},
 		{
 			name:    "network error is returned",
-			step:    sendThenBreak("data: a\n\ndata: cut"),
+			step:    stubBreak("data: a\n\ndata: cut"),
 			want:    []ev{{"", "message", "a"}},
 			wantErr: func(err error) bool { return err != nil && !errors.Is(err, io.EOF) },
 		},
 		{
 			name:    "500 is a StatusError",
-			step:    status(http.StatusInternalServerError),
-			wantErr: isStatus(http.StatusInternalServerError),
+			step:    stubStatus(http.StatusInternalServerError),
+			wantErr: isStatusError(http.StatusInternalServerError),
 		},
 		{
 			name:    "204 is a StatusError too",
-			step:    status(http.StatusNoContent),
-			wantErr: isStatus(http.StatusNoContent),
+			step:    stubStatus(http.StatusNoContent),
+			wantErr: isStatusError(http.StatusNoContent),
 		},
 		{
 			name: "wrong Content-Type",
-			step: sendAs("application/json", `{"a":1}`),
+			step: stubSendAs("application/json", `{"a":1}`),
 			wantErr: func(err error) bool {
 				return errors.Is(err, sse.ErrContentType) && strings.Contains(err.Error(), "application/json")
 			},
 		},
 		{
 			name: "custom request builder",
-			step: send("data: a\n\n"),
+			step: stubSend("data: a\n\n"),
 			getReq: func(method, uri string, body io.Reader) (*http.Request, error) {
 				req, err := http.NewRequest(method, uri, body)
 				if err == nil {
@@ -67,7 +67,7 @@ func TestNotify(t *testing.T) {
 		},
 		{
 			name: "request builder error",
-			step: send("data: a\n\n"),
+			step: stubSend("data: a\n\n"),
 			getReq: func(string, string, io.Reader) (*http.Request, error) {
 				return nil, errBuild
 			},
@@ -75,7 +75,7 @@ func TestNotify(t *testing.T) {
 		},
 		{
 			name: "request builder without request",
-			step: send("data: a\n\n"),
+			step: stubSend("data: a\n\n"),
 			getReq: func(string, string, io.Reader) (*http.Request, error) {
 				return nil, nil
 			},
@@ -83,7 +83,7 @@ func TestNotify(t *testing.T) {
 		},
 		{
 			name: "request without header map",
-			step: send("data: a\n\n"),
+			step: stubSend("data: a\n\n"),
 			getReq: func(method, uri string, body io.Reader) (*http.Request, error) {
 				req, err := http.NewRequest(method, uri, body)
 				if err == nil {
@@ -133,7 +133,7 @@ func TestNotifyDefaults(t *testing.T) {
 	if err := sse.Notify("http://127.0.0.1:1", nil, nil, nil); err != sse.ErrNilChan {
 		t.Errorf("nil channel: %v, want ErrNilChan", err)
 	}
-	srv := newStubServer(t, send("data: a\n\n"))
+	srv := newStubServer(t, stubSend("data: a\n\n"))
 	ch := make(chan *sse.Event, 1)
 	if err := sse.Notify(srv.URL, nil, nil, ch); err != nil {
 		t.Errorf("Notify with DefaultClient and DefaultGetReq: %v", err)
@@ -151,7 +151,7 @@ func TestNotifyUnbufferedChannel(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		stream.WriteString("data: x\n\n")
 	}
-	srv := newStubServer(t, send(stream.String()))
+	srv := newStubServer(t, stubSend(stream.String()))
 	ch := make(chan *sse.Event)
 	done := make(chan error, 1)
 	go func() { done <- sse.Notify(srv.URL, srv.Client(), nil, ch) }()

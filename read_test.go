@@ -11,7 +11,7 @@ import (
 	"github.com/b2ce5911/sse"
 )
 
-type point struct {
+type readPoint struct {
 	XMLName xml.Name `json:"-" xml:"point"`
 	X       int      `json:"x" xml:"x,attr"`
 	Label   string   `json:"label" xml:"label"`
@@ -23,17 +23,17 @@ func TestEventReadJsonXml(t *testing.T) {
 		name    string
 		stream  string
 		read    func(e *sse.Event, v any) error
-		want    point
+		want    readPoint
 		wantErr func(error) bool
 	}{
-		{"json", "data: {\"x\": 1,\ndata:  \"label\": \"a\\nb\"}\n\n", (*sse.Event).ReadJson, point{X: 1, Label: "a\nb"}, nil},
-		{"xml", "data: <point x=\"2\">\ndata: <label>b</label></point>\n\n", (*sse.Event).ReadXml, point{XMLName: xml.Name{Local: "point"}, X: 2, Label: "b"}, nil},
-		{"bad json", "data: {\"x\": \"one\"}\n\n", (*sse.Event).ReadJson, point{}, func(err error) bool {
+		{"json", "data: {\"x\": 1,\ndata:  \"label\": \"a\\nb\"}\n\n", (*sse.Event).ReadJson, readPoint{X: 1, Label: "a\nb"}, nil},
+		{"xml", "data: <point x=\"2\">\ndata: <label>b</label></point>\n\n", (*sse.Event).ReadXml, readPoint{XMLName: xml.Name{Local: "point"}, X: 2, Label: "b"}, nil},
+		{"bad json", "data: {\"x\": \"one\"}\n\n", (*sse.Event).ReadJson, readPoint{}, func(err error) bool {
 			var te *json.UnmarshalTypeError
 			return errors.As(err, &te) && strings.HasPrefix(err.Error(), "sse: ")
 		}},
-		{"truncated json", "data: {\"x\": 1\n\n", (*sse.Event).ReadJson, point{X: 1}, func(err error) bool { return err != nil }},
-		{"bad xml", "data: <point><label>b</point>\n\n", (*sse.Event).ReadXml, point{}, func(err error) bool {
+		{"truncated json", "data: {\"x\": 1\n\n", (*sse.Event).ReadJson, readPoint{X: 1}, func(err error) bool { return err != nil }},
+		{"bad xml", "data: <point><label>b</point>\n\n", (*sse.Event).ReadXml, readPoint{}, func(err error) bool {
 			var se *xml.SyntaxError
 			return errors.As(err, &se)
 		}},
@@ -45,7 +45,7 @@ func TestEventReadJsonXml(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got point
+			var got readPoint
 			err = tt.read(e, &got)
 			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !tt.wantErr(err) {
 				t.Fatalf("error = %v", err)
@@ -63,7 +63,7 @@ func TestEventReadJsonXml(t *testing.T) {
 func TestEventReadHandBuilt(t *testing.T) {
 	t.Parallel()
 	e := &sse.Event{Data: strings.NewReader(`{"x": 3}`)}
-	var p point
+	var p readPoint
 	if err := e.ReadJson(&p); err != nil || p.X != 3 {
 		t.Errorf("ReadJson = %v, %+v", err, p)
 	}
