@@ -218,7 +218,7 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 	id := strconv.Itoa(s.next)
 	s.streams[id] = st
 	s.mu.Unlock()
-	s.log.Printf("stream %s: %q: %s %s", id, p.Tag, c.Method, p.StreamURL)
+	s.log.Printf("stream %s: %q: %s", id, p.Tag, p.StreamURL)
 	go st.run(ctx, c, p.StreamURL)
 
 	w.Header().Set("Location", "/streams/"+id)
