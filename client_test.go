@@ -1,0 +1,652 @@
+package sse_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/b2ce5911/sse"
+)
+
+// lastEventID returns the Last-Event-ID a request sent, and whether it had
+// the header at all.
+func sentLastEventID(r stubRequest) (string, bool) {
+	v, ok := r.header["Last-Event-Id"]
+	if !ok || len(v) == 0 {
+		return "", ok
+	}
+	return v[0], true
+}
+
+func TestClientReconnection(t *testing.T) {
+	t.Parallel()
+	const base = time.Second
+	tests := []struct {
+		name   string
+		steps  []stubStep
+		config func(c *sse.Client)
+		want   []ev
+		// wantErr checks the error the stream ended with; nil means none.
+		wantErr func(error) bool
+		// wantIDs is the Last-Event-ID of each request; "-" means no header.
+		wantIDs    []string
+		wantDelays []time.Duration
+		wantErrors int // errors passed to OnError
+	}{
+		{
+			name:       "EOF reconnects with the last event ID",
+			steps:      []stubStep{stubSend("id: 1\ndata: a\n\n"), stubSend("data: b\n\n")},
+			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
+			wantIDs:    []string{"-", "1", "1"},
+			wantDelays: []time.Duration{base, base},
+			wantErrors: 2,
+		},
+		{
+			name:       "network error reconnects and discards the partial event",
+			steps:      []stubStep{stubBreak("id: 1\ndata: a\n\nid: 2\ndata: cut"), stubSend("data: b\n\n")},
+			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
+			wantIDs:    []string{"-", "1", "1"},
+			wantDelays: []time.Duration{base, base},
+			wantErrors: 2,
+		},
+		{
+			name:       "partial event at EOF is discarded with its id",
+			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid: 2\ndata: cut"), stubSend("data: b\n\n")},
+			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
+			wantIDs:    []string{"-", "1", "1"},
+			wantDelays: []time.Duration{base, base},
+			wantErrors: 2,
+		},
+		{
+			name:       "server retry wins and is kept across connections",
+			steps:      []stubStep{stubSend("retry: 1234\ndata: a\n\n"), stubSend("data: b\n\n"), stubSend("data: c\n\n")},
+			want:       []ev{{"", "message", "a"}, {"", "message", "b"}, {"", "message", "c"}},
+			wantIDs:    []string{"-", "-", "-", "-"},
+			wantDelays: []time.Duration{1234 * time.Millisecond, 1234 * time.Millisecond, 1234 * time.Millisecond},
+			wantErrors: 3,
+		},
+		{
+			name:       "hostile retry is capped",
+			steps:      []stubStep{stubSend("retry: 1000000000000\ndata: a\n\n")},
+			config:     func(c *sse.Client) { c.MaxReconnectDelay = 7 * time.Second },
+			want:       []ev{{"", "message", "a"}},
+			wantIDs:    []string{"-", "-"},
+			wantDelays: []time.Duration{7 * time.Second},
+			wantErrors: 1,
+		},
+		{
+			name:       "empty id resets: no header at all",
+			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid: \ndata: b\n\n"), stubSend("data: c\n\n")},
+			want:       []ev{{"1", "message", "a"}, {"", "message", "b"}, {"", "message", "c"}},
+			wantIDs:    []string{"-", "-", "-"},
+			wantDelays: []time.Duration{base, base},
+			wantErrors: 2,
+		},
+		{
+			name:       "id reset by a block without data",
+			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid\n\n"), stubSend("data: b\n\n")},
+			want:       []ev{{"1", "message", "a"}, {"", "message", "b"}},
+			wantIDs:    []string{"-", "-", "-"},
+			wantDelays: []time.Duration{base, base},
+			wantErrors: 2,
+		},
+		{
+			name:       "initial LastEventID is sent and carried by events",
+			steps:      []stubStep{stubSend("data: a\n\nid: 2\ndata: b\n\n")},
+			config:     func(c *sse.Client) { c.LastEventID = "start" },
+			want:       []ev{{"start", "message", "a"}, {"2", "message", "b"}},
+			wantIDs:    []string{"start", "2"},
+			wantDelays: []time.Duration{base},
+			wantErrors: 1,
+		},
+		{
+			name:    "204 stops without error",
+			steps:   nil,
+			wantIDs: []string{"-"},
+		},
+		{
+			name:    "500 stops with a StatusError",
+			steps:   []stubStep{stubStatus(http.StatusInternalServerError)},
+			wantErr: isStatusError(http.StatusInternalServerError),
+			wantIDs: []string{"-"},
+		},
+		{
+			name:    "wrong Content-Type stops",
+			steps:   []stubStep{stubSendAs("text/html", "data: a\n\n")},
+			wantErr: func(err error) bool { return errors.Is(err, sse.ErrContentType) },
+			wantIDs: []string{"-"},
+		},
+		{
+			name:    "missing Content-Type stops",
+			steps:   []stubStep{stubSendAs("", "data: a\n\n")},
+			wantErr: func(err error) bool { return errors.Is(err, sse.ErrContentType) },
+			wantIDs: []string{"-"},
+		},
+		{
+			name:       "Content-Type with parameters and capitals is accepted",
+			steps:      []stubStep{stubSendAs("Text/Event-Stream; charset=UTF-8", "data: a\n\n")},
+			want:       []ev{{"", "message", "a"}},
+			wantIDs:    []string{"-", "-"},
+			wantDelays: []time.Duration{base},
+			wantErrors: 1,
+		},
+		{
+			name:  "retryable status backs off, then a working connection resets",
+			steps: []stubStep{stubStatus(503), stubStatus(503), stubStatus(503), stubSend("id: 9\ndata: a\n\n"), stubStatus(503)},
+			config: func(c *sse.Client) {
+				c.RetryStatus = func(code int) bool { return code == 503 }
+			},
+			want:    []ev{{"9", "message", "a"}},
+			wantIDs: []string{"-", "-", "-", "-", "9", "9"},
+			// Checked by range in the test below: 1 s, 2 s, 4 s with jitter, then exactly 1 s, then 1 s with jitter.
+			wantDelays: []time.Duration{-1, -2, -4, base, -1},
+			wantErrors: 5,
+		},
+		{
+			name:  "backoff is capped",
+			steps: []stubStep{stubStatus(503), stubStatus(503), stubStatus(503), stubStatus(503)},
+			config: func(c *sse.Client) {
+				c.RetryStatus = func(code int) bool { return code == 503 }
+				c.MaxReconnectDelay = 3 * time.Second
+			},
+			wantIDs:    []string{"-", "-", "-", "-", "-"},
+			wantDelays: []time.Duration{-1, -2, -3, -3},
+			wantErrors: 4,
+		},
+		{
+			name:  "MaxAttempts gives up with the last error",
+			steps: []stubStep{stubStatus(503), stubStatus(503), stubStatus(503), stubStatus(503)},
+			config: func(c *sse.Client) {
+				c.RetryStatus = func(code int) bool { return code == 503 }
+				c.MaxAttempts = 3
+			},
+			wantErr:    isStatusError(503),
+			wantIDs:    []string{"-", "-", "-"},
+			wantDelays: []time.Duration{-1, -2},
+			wantErrors: 2,
+		},
+		{
+			name:    "event over MaxEventSize stops for good",
+			steps:   []stubStep{stubSend("data: 0123456789\n\n")},
+			config:  func(c *sse.Client) { c.MaxEventSize = 5 },
+			wantErr: func(err error) bool { return errors.Is(err, sse.ErrEventTooLarge) },
+			wantIDs: []string{"-"},
+		},
+		{
+			name:       "redirect without Location is a StatusError",
+			steps:      []stubStep{stubRedirect(http.StatusTemporaryRedirect, "")},
+			wantErr:    isStatusError(http.StatusTemporaryRedirect),
+			wantIDs:    []string{"-"},
+			wantErrors: 0,
+		},
+		{
+			name:       "redirect is followed and the request resent",
+			steps:      []stubStep{stubRedirect(http.StatusTemporaryRedirect, "/moved"), stubSend("data: a\n\n")},
+			want:       []ev{{"", "message", "a"}},
+			wantIDs:    []string{"-", "-", "-"},
+			wantDelays: []time.Duration{base},
+			wantErrors: 1,
+		},
+		{
+			name:       "negative ReconnectDelay reconnects at once",
+			steps:      []stubStep{stubSend("data: a\n\n")},
+			config:     func(c *sse.Client) { c.ReconnectDelay = -1 },
+			want:       []ev{{"", "message", "a"}},
+			wantIDs:    []string{"-", "-"},
+			wantDelays: []time.Duration{0},
+			wantErrors: 1,
+		},
+		{
+			name:    "zero ReconnectDelay means 3 s",
+			steps:   []stubStep{stubSend("data: a\n\n"), stubStatus(503)},
+			config:  func(c *sse.Client) { c.ReconnectDelay = 0; c.RetryStatus = func(int) bool { return true } },
+			want:    []ev{{"", "message", "a"}},
+			wantIDs: []string{"-", "-", "-"},
+			// After a failure the wait is 3 s with jitter; a 204 then stops.
+			wantDelays: []time.Duration{3 * time.Second, -3},
+			wantErrors: 2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newStubServer(t, tt.steps...)
+			var rec stubDelays
+			var errs stubErrorLog
+			c := &sse.Client{HTTPClient: srv.Client(), ReconnectDelay: base, OnError: errs.add}
+			if tt.config != nil {
+				tt.config(c)
+			}
+			rec.install(c)
+			got, err := stubCollect(context.Background(), c, srv.URL)
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && (err == nil || !tt.wantErr(err)) {
+				t.Errorf("error = %v", err)
+			}
+			if !equalEvents(got, tt.want) {
+				t.Errorf("events = %q, want %q", got, tt.want)
+			}
+			reqs := srv.requests()
+			var ids []string
+			for _, r := range reqs {
+				id, ok := sentLastEventID(r)
+				if !ok {
+					id = "-"
+				}
+				ids = append(ids, id)
+			}
+			if strings.Join(ids, ",") != strings.Join(tt.wantIDs, ",") {
+				t.Errorf("Last-Event-IDs = %q, want %q", ids, tt.wantIDs)
+			}
+			checkStubDelays(t, rec.get(), tt.wantDelays)
+			if n := len(errs.get()); n != tt.wantErrors {
+				t.Errorf("OnError called %d times, want %d: %v", n, tt.wantErrors, errs.get())
+			}
+		})
+	}
+}
+
+func isStatusError(code int) func(error) bool {
+	return func(err error) bool {
+		var se *sse.StatusError
+		return errors.As(err, &se) && se.StatusCode == code && strings.HasPrefix(se.Error(), "sse: ")
+	}
+}
+
+// checkStubDelays compares waits: a positive want must match exactly; a
+// negative -n seconds means "n s with jitter", anywhere in [n/2, n].
+func checkStubDelays(t *testing.T, got, want []time.Duration) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("delays = %v, want %v", got, want)
+		return
+	}
+	for i, w := range want {
+		if w >= 0 {
+			if got[i] != w {
+				t.Errorf("delay %d = %v, want %v", i, got[i], w)
+			}
+			continue
+		}
+		hi := -w * time.Second
+		if got[i] < hi/2 || got[i] > hi {
+			t.Errorf("delay %d = %v, want within [%v, %v]", i, got[i], hi/2, hi)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	const limit = 30 * time.Second
+	tests := []struct {
+		name        string
+		base, limit time.Duration
+		failures    int
+		r           float64
+		want        time.Duration
+	}{
+		{"after a working connection: exactly the base", 3 * time.Second, limit, 0, 0.7, 3 * time.Second},
+		{"zero base after a working connection", 0, limit, 0, 0.7, 0},
+		{"negative base is zero", -time.Second, limit, 0, 0.7, 0},
+		{"base over the cap is capped", time.Hour, limit, 0, 0.5, limit},
+		{"first failure, no jitter", time.Second, limit, 1, 0, 500 * time.Millisecond},
+		{"first failure, full jitter", time.Second, limit, 1, 0.999999, time.Second - time.Microsecond/2},
+		{"doubling", time.Second, limit, 3, 0, 2 * time.Second},
+		{"zero base has a floor", 0, limit, 1, 0, 50 * time.Millisecond},
+		{"zero base doubles from the floor", 0, limit, 4, 0, 400 * time.Millisecond},
+		{"cap reached", time.Second, limit, 6, 0, limit / 2},
+		{"many failures do not overflow", time.Second, limit, 1 << 30, 0.5, 22500 * time.Millisecond},
+		{"huge cap does not overflow", time.Second, 1<<63 - 1, 200, 0, (1<<63 - 1) - (1<<63-1)/2},
+		{"cap below the floor", 0, 10 * time.Millisecond, 3, 0, 5 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := sse.Backoff(tt.base, tt.limit, tt.failures, tt.r)
+			diff := got - tt.want
+			if diff < -time.Microsecond || diff > time.Microsecond {
+				t.Errorf("Backoff(%v, %v, %d, %v) = %v, want %v", tt.base, tt.limit, tt.failures, tt.r, got, tt.want)
+			}
+			if got < 0 || got > max(tt.limit, 0) {
+				t.Errorf("Backoff(%v, %v, %d, %v) = %v, outside [0, cap]", tt.base, tt.limit, tt.failures, tt.r, got)
+			}
+		})
+	}
+}
+
+func TestClientRequest(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		config     func(c *sse.Client)
+		wantMethod string
+		wantBody   string
+		wantHeader map[string]string
+	}{
+		{
+			name:       "defaults",
+			wantMethod: "GET",
+			wantHeader: map[string]string{"Accept": "text/event-stream", "Cache-Control": "no-cache"},
+		},
+		{
+			name: "POST body and headers are sent on every connection",
+			config: func(c *sse.Client) {
+				c.Method = "POST"
+				c.Body = []byte(`{"hello": "world"}`)
+				c.Header = http.Header{"Content-Type": {"application/json"}, "X-Token": {"t"}}
+			},
+			wantMethod: "POST",
+			wantBody:   `{"hello": "world"}`,
+			wantHeader: map[string]string{"Content-Type": "application/json", "X-Token": "t", "Accept": "text/event-stream"},
+		},
+		{
+			name:       "REPORT",
+			config:     func(c *sse.Client) { c.Method = "REPORT"; c.Body = []byte("q") },
+			wantMethod: "REPORT",
+			wantBody:   "q",
+		},
+		{
+			name: "Header may override Accept, not Last-Event-ID",
+			config: func(c *sse.Client) {
+				c.Header = http.Header{"Accept": {"text/event-stream, */*"}, "Last-Event-Id": {"forged"}}
+			},
+			wantMethod: "GET",
+			wantHeader: map[string]string{"Accept": "text/event-stream, */*", "Last-Event-Id": ""},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newStubServer(t, stubSend("data: a\n\n"), stubBreak("data: b\n\n"))
+			c := &sse.Client{HTTPClient: srv.Client()}
+			if tt.config != nil {
+				tt.config(c)
+			}
+			new(stubDelays).install(c)
+			if _, err := stubCollect(context.Background(), c, srv.URL); err != nil {
+				t.Fatal(err)
+			}
+			reqs := srv.requests()
+			if len(reqs) != 3 {
+				t.Fatalf("%d requests, want 3", len(reqs))
+			}
+			for i, r := range reqs {
+				if r.method != tt.wantMethod || r.body != tt.wantBody {
+					t.Errorf("request %d: %s with body %q, want %s with %q", i, r.method, r.body, tt.wantMethod, tt.wantBody)
+				}
+				for k, v := range tt.wantHeader {
+					if got := r.header.Get(k); got != v {
+						t.Errorf("request %d: %s = %q, want %q", i, k, got, v)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestClientRedirectKeepsBodyAndURI(t *testing.T) {
+	t.Parallel()
+	srv := newStubServer(t, stubRedirect(http.StatusTemporaryRedirect, "/moved"), stubSend("data: a\n\n"))
+	c := &sse.Client{HTTPClient: srv.Client(), Method: "POST", Body: []byte("payload")}
+	new(stubDelays).install(c)
+	var uris []string
+	for e, err := range c.Events(context.Background(), srv.URL+"/start") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		uris = append(uris, e.URI)
+	}
+	reqs := srv.requests()
+	if len(reqs) < 2 || reqs[1].path != "/moved" || reqs[1].method != "POST" || reqs[1].body != "payload" {
+		t.Errorf("requests = %+v", reqs)
+	}
+	if len(uris) != 1 || uris[0] != srv.URL+"/start" {
+		t.Errorf("URIs = %q, want the URI the caller gave", uris)
+	}
+}
+
+func TestClientReadTimeout(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		first stubStep
+		want  []ev
+	}{
+		{"silent stream", stubHang("data: a\n\n"), []ev{{"", "message", "a"}, {"", "message", "b"}}},
+		{"no response headers", stubHangBeforeHeaders, []ev{{"", "message", "b"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newStubServer(t, tt.first, stubSend("data: b\n\n"))
+			var errs stubErrorLog
+			c := &sse.Client{HTTPClient: srv.Client(), ReadTimeout: 200 * time.Millisecond, OnError: errs.add}
+			new(stubDelays).install(c)
+			got, err := stubCollect(context.Background(), c, srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalEvents(got, tt.want) {
+				t.Errorf("events = %q, want %q", got, tt.want)
+			}
+			e := errs.get()
+			if len(e) != 2 || !errors.Is(e[0], sse.ErrReadTimeout) || !errors.Is(e[1], io.EOF) {
+				t.Errorf("OnError got %v, want a read timeout then an end of stream", e)
+			}
+		})
+	}
+}
+
+// A consumer that takes longer than the read timeout over each event must not
+// make the Client drop a stream that delivers what it has.
+func TestClientReadTimeoutIgnoresSlowConsumer(t *testing.T) {
+	t.Parallel()
+	srv := newStubServer(t, stubSend("data: a\n\ndata: b\n\ndata: c\n\n"))
+	var errs stubErrorLog
+	c := &sse.Client{HTTPClient: srv.Client(), ReadTimeout: 250 * time.Millisecond, OnError: errs.add}
+	new(stubDelays).install(c)
+	var got []ev
+	for e, err := range c.Events(context.Background(), srv.URL) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev{e.ID, e.Type, string(e.Bytes())})
+		time.Sleep(600 * time.Millisecond)
+	}
+	if len(got) != 3 {
+		t.Errorf("events = %q", got)
+	}
+	for _, err := range errs.get() {
+		if errors.Is(err, sse.ErrReadTimeout) {
+			t.Errorf("read timeout while the consumer was busy: %v", err)
+		}
+	}
+}
+
+func TestClientLargeEvents(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{5 << 20, 10 << 20} {
+		data := strings.Repeat("x", size-1) + "y"
+		srv := newStubServer(t, stubSend("data: "+data+"\n\ndata: small\n\n"))
+		c := &sse.Client{HTTPClient: srv.Client()}
+		new(stubDelays).install(c)
+		var sizes []int
+		for e, err := range c.Events(context.Background(), srv.URL) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := e.Bytes(); len(b) == size && string(b) != data {
+				t.Errorf("%d-byte event corrupted", size)
+			}
+			sizes = append(sizes, len(e.Bytes()))
+		}
+		if len(sizes) != 2 || sizes[0] != size || sizes[1] != 5 {
+			t.Errorf("event sizes = %v, want [%d 5]", sizes, size)
+		}
+	}
+}
+
+func TestClientContextEnds(t *testing.T) {
+	t.Parallel()
+	cause := errors.New("shutting down")
+	tests := []struct {
+		name string
+		// run reads the stream until the first event arrives, calls stop,
+		// and returns the error the stream ended with.
+		run  func(c *sse.Client, ctx context.Context, url string, stop func()) error
+		stop func(cancel context.CancelCauseFunc)
+		want error
+	}{
+		{
+			name: "Events yields the context error",
+			run: func(c *sse.Client, ctx context.Context, url string, stop func()) error {
+				for _, err := range c.Events(ctx, url) {
+					if err != nil {
+						return err
+					}
+					stop()
+				}
+				return nil
+			},
+			stop: func(cancel context.CancelCauseFunc) { cancel(nil) },
+			want: context.Canceled,
+		},
+		{
+			name: "Notify returns the cause",
+			run: func(c *sse.Client, ctx context.Context, url string, stop func()) error {
+				ch := make(chan *sse.Event) // unbuffered: Notify must not block on it after the end
+				done := make(chan error, 1)
+				go func() { done <- c.Notify(ctx, url, ch) }()
+				<-ch
+				stop()
+				return <-done
+			},
+			stop: func(cancel context.CancelCauseFunc) { cancel(cause) },
+			want: cause,
+		},
+		{
+			name: "breaking out of the loop",
+			run: func(c *sse.Client, ctx context.Context, url string, stop func()) error {
+				for range c.Events(ctx, url) {
+					break
+				}
+				return nil
+			},
+			stop: func(context.CancelCauseFunc) {},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			closed := make(chan struct{})
+			srv := newStubServer(t, func(w http.ResponseWriter, r *http.Request, quit <-chan struct{}) {
+				stubHang("data: a\n\n")(w, r, quit)
+				close(closed)
+			})
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			c := &sse.Client{HTTPClient: srv.Client()}
+			err := tt.run(c, ctx, srv.URL, func() { tt.stop(cancel) })
+			if !errors.Is(err, tt.want) && err != tt.want {
+				t.Errorf("error = %v, want %v", err, tt.want)
+			}
+			<-closed // the server saw the client go away
+		})
+	}
+}
+
+func TestClientContextEndsDuringWait(t *testing.T) {
+	t.Parallel()
+	srv := newStubServer(t, stubSend("data: a\n\n"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &sse.Client{HTTPClient: srv.Client(), ReconnectDelay: time.Hour}
+	c.OnError = func(error) { cancel() } // the Client is about to wait an hour
+	got, err := stubCollect(ctx, c, srv.URL)
+	if !errors.Is(err, context.Canceled) || len(got) != 1 {
+		t.Errorf("got %q, %v; want one event and context.Canceled", got, err)
+	}
+}
+
+func TestClientNotify(t *testing.T) {
+	t.Parallel()
+	c := &sse.Client{}
+	if err := c.Notify(context.Background(), "http://127.0.0.1:1", nil); err != sse.ErrNilChan {
+		t.Errorf("nil channel: %v, want ErrNilChan", err)
+	}
+
+	srv := newStubServer(t, stubSend("id: 1\ndata: a\n\n"), stubSend("data: b\n\n"))
+	c = &sse.Client{HTTPClient: srv.Client()}
+	new(stubDelays).install(c)
+	ch := make(chan *sse.Event, 10)
+	if err := c.Notify(context.Background(), srv.URL, ch); err != nil {
+		t.Fatalf("Notify after a 204: %v", err)
+	}
+	close(ch) // Notify left the channel open for its owner
+	var got []ev
+	for e := range ch {
+		if e.URI != srv.URL {
+			t.Errorf("URI = %q, want %q", e.URI, srv.URL)
+		}
+		got = append(got, ev{e.ID, e.Type, string(e.Bytes())})
+	}
+	if want := []ev{{"1", "message", "a"}, {"1", "message", "b"}}; !equalEvents(got, want) {
+		t.Errorf("events = %q, want %q", got, want)
+	}
+}
+
+func TestClientHooks(t *testing.T) {
+	t.Parallel()
+	srv := newStubServer(t, stubSend(": hello\ndata: a\n\n:bye\n"), stubStatus(500))
+	var logs bytes.Buffer
+	var connects atomic.Int32
+	var comments []string
+	c := &sse.Client{
+		HTTPClient: srv.Client(),
+		Logger:     slog.New(slog.NewTextHandler(&logs, nil)),
+		OnConnect:  func(resp *http.Response) { connects.Add(1) },
+		OnComment:  func(text string) { comments = append(comments, text) },
+	}
+	new(stubDelays).install(c)
+	_, err := stubCollect(context.Background(), c, srv.URL)
+	if !isStatusError(500)(err) {
+		t.Errorf("error = %v, want status 500", err)
+	}
+	if connects.Load() != 1 {
+		t.Errorf("OnConnect called %d times, want 1", connects.Load())
+	}
+	if strings.Join(comments, "|") != "hello|bye" {
+		t.Errorf("comments = %q", comments)
+	}
+	for _, msg := range []string{"sse: connected", "sse: reconnecting", "sse: stopped", "500"} {
+		if !strings.Contains(logs.String(), msg) {
+			t.Errorf("log lacks %q:\n%s", msg, logs.String())
+		}
+	}
+}
+
+func TestClientZeroValue(t *testing.T) {
+	t.Parallel()
+	srv := newStubServer(t, stubStatus(http.StatusNotFound))
+	var c sse.Client // DefaultClient, GET, no delays needed: the 404 is final
+	_, err := stubCollect(context.Background(), &c, srv.URL)
+	if !isStatusError(http.StatusNotFound)(err) {
+		t.Errorf("error = %v, want status 404", err)
+	}
+	sse.DefaultClient.CloseIdleConnections()
+}
+
+func TestClientBadRequestIsFinal(t *testing.T) {
+	t.Parallel()
+	c := &sse.Client{Method: "BAD METHOD"}
+	new(stubDelays).install(c)
+	if _, err := stubCollect(context.Background(), c, "http://127.0.0.1:1/"); err == nil {
+		t.Error("no error for an invalid method")
+	}
+}

@@ -1,0 +1,13 @@
+package sse
+
+import (
+	"context"
+	"time"
+)
+
+// SetSleep replaces the wait between connection attempts of c, so that tests
+// can see every delay without spending it.
+func SetSleep(c *Client, f func(ctx context.Context, d time.Duration) error) { c.sleep = f }
+
+// Backoff exposes the delay computation to the table test.
+var Backoff = backoff
