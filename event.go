@@ -134,13 +134,7 @@ func AppendRetry(dst []byte, d time.Duration) []byte {
 
 // appendEvent is the one encoder: every writer in the package ends here.
 func appendEvent(dst []byte, id, typ string, data []byte, retry time.Duration, comment string) ([]byte, error) {
-	if err := checkField("id", id); err != nil {
-		return dst, err
-	}
-	if err := checkField("event", typ); err != nil {
-		return dst, err
-	}
-	if err := checkField("comment", comment); err != nil {
+	if err := checkFields(id, typ, comment); err != nil {
 		return dst, err
 	}
 	if comment != "" {
@@ -207,6 +201,19 @@ func indexFrom(b []byte, from int, c byte) int {
 		return from + i
 	}
 	return -1
+}
+
+// validate reports whether m can be encoded, without encoding it.
+func (m *Message) validate() error { return checkFields(m.ID, m.Type, m.Comment) }
+
+func checkFields(id, typ, comment string) error {
+	if err := checkField("id", id); err != nil {
+		return err
+	}
+	if err := checkField("event", typ); err != nil {
+		return err
+	}
+	return checkField("comment", comment)
 }
 
 // checkField is the one validation of the single-line fields.

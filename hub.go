@@ -1,0 +1,512 @@
+package sse
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+)
+
+// Errors returned by [Hub.Serve].
+var (
+	// ErrHubClosed is returned by Publish and Serve once the Hub is shutting
+	// down or closed.
+	ErrHubClosed = errors.New("sse: hub closed")
+	// ErrEvicted is returned by Serve when the subscriber's queue was full:
+	// its client could not keep up, and was cut off so that it reconnects
+	// and catches up by replay rather than miss events silently.
+	ErrEvicted = errors.New("sse: subscriber evicted: it could not keep up")
+)
+
+// Defaults of [Hub].
+const (
+	DefaultQueueSize = 256
+	DefaultResetType = "reset"
+)
+
+// maxBatch bounds how many queued events one write coalesces.
+const maxBatch = 128
+
+// Hub fans events out to subscribers of topics. Publishing encodes an event
+// once and hands the same bytes to every subscriber of its topic; each
+// subscriber has a bounded queue and a writer that sends whatever is queued
+// in one write and one flush. A publisher never waits for a subscriber: a
+// subscriber whose queue is full is disconnected, so that a client gets
+// every event of its topics in order, or is cut off and catches up by
+// replay when it reconnects; never a silent hole.
+//
+// A subscriber that arrives with a Last-Event-ID (header or lastEventId
+// query parameter) first receives the events it missed, then live events,
+// with no gap and no duplicate between the two. When the Broker no longer
+// has them all, it receives one event of type ResetType instead, whose data
+// says why: the application should reload its state. That event carries the
+// newest id, so the client resumes from there on its next reconnection.
+//
+// The zero value is ready to use, with a [MemoryBroker]. Set the fields
+// before first use. All methods are safe for concurrent use.
+type Hub struct {
+	// Broker stores and carries the events; nil means a MemoryBroker of
+	// the Hub's own, which Close closes. A Broker given here is the
+	// caller's to close.
+	Broker Broker
+	// Upgrader opens the streams of ServeHTTP: heartbeats, write timeouts
+	// and retry time come from it.
+	Upgrader Upgrader
+	// QueueSize is how many events may wait for one subscriber before it
+	// is evicted; 0 means DefaultQueueSize.
+	QueueSize int
+	// Topics picks the topics of a request in ServeHTTP; nil means the
+	// values of the "topic" query parameter. No topic answers 400.
+	Topics func(r *http.Request) []string
+	// ResetType is the type of the event that tells a subscriber its
+	// history is gone; "" means DefaultResetType.
+	ResetType string
+	// Logger receives evictions and shutdowns; nil means slog.Default().
+	Logger *slog.Logger
+
+	once   sync.Once
+	broker Broker
+	owned  bool          // broker is the Hub's own
+	drain  chan struct{} // closed by Shutdown: writers finish their queues and leave
+	done   chan struct{} // closed by Close: writers leave now
+	active sync.WaitGroup
+
+	mu     sync.Mutex // guards the fields below
+	topics map[string]*hubTopic
+	subs   map[*subscriber]struct{}
+	last   string // id of the newest event delivered, for reset events
+	closed bool
+
+	subscribed, published, delivered, evicted atomic.Int64
+}
+
+type hubTopic struct {
+	name   string
+	subs   map[*subscriber]struct{}
+	cursor string // id of the newest event the feed delivered, or its start
+	stop   context.CancelFunc
+}
+
+type subscriber struct {
+	conn    *Conn
+	topics  []string
+	queue   chan *PreparedMessage
+	backlog []*PreparedMessage // replay, written before the queue
+	skip    map[string]string  // topic → id: live events up to it came by replay
+	gone    bool               // removed from the Hub; guarded by Hub.mu
+	evicted atomic.Bool
+}
+
+// HubStats are counters for metrics.
+type HubStats struct {
+	Subscribers   int   // connected now
+	Topics        int   // with at least one subscriber now
+	Subscriptions int64 // subscribers accepted since the Hub started
+	Published     int64 // events published through this Hub
+	Delivered     int64 // events queued for a subscriber (each subscriber counts)
+	Evicted       int64 // subscribers cut off for not keeping up
+}
+
+func (h *Hub) init() {
+	h.once.Do(func() {
+		h.broker = h.Broker
+		if h.broker == nil {
+			h.broker, h.owned = &MemoryBroker{}, true
+		}
+		h.drain = make(chan struct{})
+		h.done = make(chan struct{})
+		h.topics = make(map[string]*hubTopic)
+		h.subs = make(map[*subscriber]struct{})
+	})
+}
+
+func (h *Hub) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.Default()
+}
+
+// Stats returns the Hub's counters.
+func (h *Hub) Stats() HubStats {
+	h.init()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return HubStats{
+		Subscribers:   len(h.subs),
+		Topics:        len(h.topics),
+		Subscriptions: h.subscribed.Load(),
+		Published:     h.published.Load(),
+		Delivered:     h.delivered.Load(),
+		Evicted:       h.evicted.Load(),
+	}
+}
+
+// Publish sends m to every subscriber of topic, through the Broker, and
+// returns the event's id: m.ID when set, else one the Broker assigned. It
+// never waits for a subscriber. An invalid field returns an error wrapping
+// ErrInvalidField and publishes nothing; so does a closed Hub, with
+// ErrHubClosed.
+func (h *Hub) Publish(ctx context.Context, topic string, m Message) (string, error) {
+	h.init()
+	if err := m.validate(); err != nil {
+		return "", err
+	}
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return "", ErrHubClosed
+	}
+	id, err := h.broker.Publish(ctx, topic, m)
+	if err == nil {
+		h.published.Add(1)
+	}
+	return id, err
+}
+
+// deliver is the feed of topic t: it encodes e once and queues it for
+// every subscriber.
+func (h *Hub) deliver(t *hubTopic, e Entry) {
+	pm, err := NewPreparedMessage(Message{ID: e.ID, Type: e.Type, Data: e.Data})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.topics[t.name] != t {
+		return // the topic's last subscriber left
+	}
+	t.cursor = e.ID
+	h.last = e.ID
+	if err != nil {
+		// Not ours to lose silently: a Broker handed over an event that
+		// cannot be encoded. Cut the subscribers off so they resync.
+		h.logger().Error("sse: hub cannot encode an event from the broker", "topic", t.name, "id", e.ID, "err", err)
+	}
+	for s := range t.subs {
+		if id, ok := s.skip[t.name]; ok {
+			if id == e.ID {
+				delete(s.skip, t.name)
+			}
+			continue
+		}
+		if err != nil {
+			h.evictLocked(s)
+			continue
+		}
+		select {
+		case s.queue <- pm:
+			h.delivered.Add(1)
+		default:
+			h.evictLocked(s)
+		}
+	}
+}
+
+func (h *Hub) evictLocked(s *subscriber) {
+	s.evicted.Store(true)
+	h.removeLocked(s)
+	h.evicted.Add(1)
+	h.logger().Warn("sse: subscriber evicted: queue full", "topics", s.topics, "queue", cap(s.queue))
+	s.conn.Close()
+}
+
+// removeLocked takes s out of the Hub and stops the feeds no one needs.
+func (h *Hub) removeLocked(s *subscriber) {
+	if s.gone {
+		return
+	}
+	s.gone = true
+	delete(h.subs, s)
+	for _, name := range s.topics {
+		t := h.topics[name]
+		if t == nil {
+			continue
+		}
+		delete(t.subs, s)
+		if len(t.subs) == 0 {
+			delete(h.topics, name)
+			t.stop()
+		}
+	}
+}
+
+// ServeHTTP upgrades the request and serves it the events of the topics
+// that Topics picks, as Serve does.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	topics := r.URL.Query()["topic"]
+	if h.Topics != nil {
+		topics = h.Topics(r)
+	}
+	if len(topics) == 0 {
+		http.Error(w, "no topic", http.StatusBadRequest)
+		return
+	}
+	c, err := h.Upgrader.Upgrade(w, r)
+	if err != nil {
+		return // Upgrade has answered
+	}
+	_ = h.Serve(c, topics...)
+}
+
+// Serve subscribes c to topics and writes their events to it until the
+// client goes away (it returns nil), the subscriber is evicted
+// ([ErrEvicted]), the Hub closes ([ErrHubClosed]), or a write fails. It
+// runs on the caller's goroutine, typically the handler that upgraded c
+// after authenticating the request. Events after c.LastEventID() are
+// replayed first.
+func (h *Hub) Serve(c *Conn, topics ...string) error {
+	h.init()
+	s := &subscriber{conn: c, topics: topics, queue: make(chan *PreparedMessage, orDefaultInt(h.QueueSize, DefaultQueueSize))}
+	if err := h.add(s); err != nil {
+		return err
+	}
+	defer h.active.Done()
+	defer func() {
+		h.mu.Lock()
+		h.removeLocked(s)
+		h.mu.Unlock()
+	}()
+	return h.write(s)
+}
+
+// add registers s and prepares its replay, atomically with respect to the
+// feeds: an event is either in the replay, or queued live, never both.
+func (h *Hub) add(s *subscriber) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrHubClosed
+	}
+	ctx := s.conn.ctx
+	for _, name := range s.topics {
+		t := h.topics[name]
+		if t == nil {
+			feedCtx, stop := context.WithCancel(context.Background())
+			t = &hubTopic{name: name, subs: make(map[*subscriber]struct{}), stop: stop}
+			cursor, err := h.broker.Subscribe(feedCtx, name, func(e Entry) { h.deliver(t, e) })
+			if err != nil {
+				stop()
+				h.removeLocked(s)
+				return err
+			}
+			t.cursor = cursor
+			h.topics[name] = t
+		}
+		t.subs[s] = struct{}{}
+	}
+	h.subs[s] = struct{}{}
+	h.active.Add(1)
+	h.subscribed.Add(1)
+
+	after := s.conn.LastEventID()
+	if after == "" {
+		return nil
+	}
+	entries, err := h.broker.Replay(ctx, s.topics, after)
+	if err != nil {
+		if !errors.Is(err, ErrHistoryGap) {
+			h.active.Done()
+			h.removeLocked(s)
+			return err
+		}
+		reset, rerr := NewPreparedMessage(Message{ID: h.resetID(s), Type: orDefaultString(h.ResetType, DefaultResetType), Data: []byte(err.Error())})
+		if rerr != nil {
+			h.active.Done()
+			h.removeLocked(s)
+			return rerr
+		}
+		s.backlog = append(s.backlog, reset)
+		return nil
+	}
+	lastOf := make(map[string]string)
+	for _, e := range entries {
+		pm, err := NewPreparedMessage(e.Message)
+		if err != nil {
+			continue // it was valid when published; an odd Broker's fault, not the client's
+		}
+		s.backlog = append(s.backlog, pm)
+		lastOf[e.Topic] = e.ID
+	}
+	for name, id := range lastOf {
+		if id != h.topics[name].cursor {
+			// The replay read events the feed has not delivered yet: they
+			// must not come a second time.
+			if s.skip == nil {
+				s.skip = make(map[string]string)
+			}
+			s.skip[name] = id
+		}
+	}
+	return nil
+}
+
+// resetID is the id a reset event carries: where the subscriber's live
+// events start. With one topic that is exact; with several, whose order
+// only the Broker knows, the newest event delivered stands in, and at worst
+// the client is told to reset once more.
+func (h *Hub) resetID(s *subscriber) string {
+	if len(s.topics) == 1 || h.last == "" {
+		for _, name := range s.topics {
+			if c := h.topics[name].cursor; c != "" {
+				return c
+			}
+		}
+	}
+	return h.last
+}
+
+// write is the subscriber's writer: the backlog, then whatever is queued,
+// coalesced into one write per wake-up.
+func (h *Hub) write(s *subscriber) error {
+	c := s.conn
+	for len(s.backlog) > 0 {
+		n := min(len(s.backlog), maxBatch)
+		if err := c.WritePrepared(s.backlog[:n]...); err != nil {
+			return h.writeErr(s, err)
+		}
+		s.backlog = s.backlog[n:]
+	}
+	s.backlog = nil
+	batch := make([]*PreparedMessage, 0, maxBatch)
+	for {
+		select {
+		case pm := <-s.queue:
+			batch = fill(append(batch[:0], pm), s.queue)
+			if err := c.WritePrepared(batch...); err != nil {
+				return h.writeErr(s, err)
+			}
+			clear(batch) // let the messages go
+		case <-c.Done():
+			return h.writeErr(s, nil)
+		case <-h.drain:
+			for {
+				batch = fill(batch[:0], s.queue)
+				if len(batch) == 0 {
+					c.Close()
+					return ErrHubClosed
+				}
+				if err := c.WritePrepared(batch...); err != nil {
+					return h.writeErr(s, err)
+				}
+			}
+		case <-h.done:
+			c.Close()
+			return ErrHubClosed
+		}
+	}
+}
+
+// fill adds what is queued, without waiting, up to maxBatch.
+func fill(batch []*PreparedMessage, q chan *PreparedMessage) []*PreparedMessage {
+	for len(batch) < maxBatch {
+		select {
+		case pm := <-q:
+			batch = append(batch, pm)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// writeErr tells why a writer stopped; err is nil when the client left.
+func (h *Hub) writeErr(s *subscriber, err error) error {
+	switch {
+	case s.evicted.Load():
+		return ErrEvicted
+	case isClosed(h.done):
+		return ErrHubClosed
+	}
+	return err
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Shutdown stops new subscribers and publishes, lets every subscriber's
+// queue drain until ctx ends, then closes every stream. It returns
+// ctx.Err() when the queues did not drain in time.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.init()
+	if !h.stop(h.drain) {
+		return nil
+	}
+	h.logger().Info("sse: hub shutting down", "subscribers", h.Stats().Subscribers)
+	drained := make(chan struct{})
+	go func() {
+		h.active.Wait()
+		close(drained)
+	}()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	h.Close()
+	<-drained
+	return err
+}
+
+// Close closes every stream at once and stops the Hub; it closes the
+// Broker when the Hub made it.
+func (h *Hub) Close() error {
+	h.init()
+	h.stop(h.drain)
+	if isClosed(h.done) {
+		return nil
+	}
+	h.mu.Lock()
+	select {
+	case <-h.done:
+	default:
+		close(h.done)
+	}
+	subs := make([]*subscriber, 0, len(h.subs))
+	for s := range h.subs {
+		subs = append(subs, s)
+	}
+	h.mu.Unlock()
+	for _, s := range subs {
+		s.conn.Close() // unblocks a writer stuck on a slow client
+	}
+	h.active.Wait()
+	if h.owned {
+		return h.broker.Close()
+	}
+	return nil
+}
+
+// stop marks the Hub closed and closes ch once; it reports whether this
+// call did.
+func (h *Hub) stop(ch chan struct{}) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	if isClosed(ch) {
+		return false
+	}
+	close(ch)
+	return true
+}
+
+func orDefaultInt(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+func orDefaultString(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,412 @@
+package sse_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/b2ce5911/sse"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// hubServer serves h on a loopback server that ends with the test, after
+// the hub is closed.
+func hubServer(t *testing.T, h *sse.Hub) *httptest.Server {
+	t.Helper()
+	if h.Logger == nil {
+		h.Logger = quiet
+	}
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	t.Cleanup(func() { h.Close() })
+	return ts
+}
+
+func publish(t *testing.T, h *sse.Hub, topic string, data ...string) []string {
+	t.Helper()
+	var ids []string
+	for _, d := range data {
+		id, err := h.Publish(context.Background(), topic, sse.Message{Data: []byte(d)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// subscribed opens a stream and waits until the hub counts it.
+func subscribed(t *testing.T, h *sse.Hub, ts *httptest.Server, query string, header http.Header) *sse.Decoder {
+	t.Helper()
+	before := h.Stats().Subscriptions
+	_, d := open(t, ts.Client(), ts.URL+"?"+query, header)
+	for h.Stats().Subscriptions == before {
+		time.Sleep(time.Millisecond) // registration happens on the server's goroutine
+	}
+	return d
+}
+
+func TestHubTopicsIsolate(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{}
+	ts := hubServer(t, h)
+	a := subscribed(t, h, ts, "topic=a", nil)
+	b := subscribed(t, h, ts, "topic=b", nil)
+	ab := subscribed(t, h, ts, "topic=a&topic=b", nil)
+	publish(t, h, "a", "a1")
+	publish(t, h, "b", "b1")
+	publish(t, h, "c", "c1")
+	publish(t, h, "a", "a2")
+	for _, tt := range []struct {
+		d    *sse.Decoder
+		want []string
+	}{{a, []string{"a1", "a2"}}, {b, []string{"b1"}}, {ab, []string{"a1", "b1", "a2"}}} {
+		for _, w := range tt.want {
+			if got := next(t, tt.d); got.data != w {
+				t.Fatalf("got %q, want %q", got.data, w)
+			}
+		}
+	}
+	if s := h.Stats(); s.Subscribers != 3 || s.Topics != 2 || s.Published != 4 || s.Delivered != 6 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestHubNeedsATopic(t *testing.T) {
+	t.Parallel()
+	ts := hubServer(t, &sse.Hub{})
+	resp, err := ts.Client().Get(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+func TestHubEvictsFrozenSubscriber(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{QueueSize: 64, Upgrader: sse.Upgrader{WriteTimeout: -1}}
+	ts := hubServer(t, h)
+	reader := subscribed(t, h, ts, "topic=t", nil)
+	rawSubscribe(t, h, ts, "/?topic=t") // and never read
+
+	payload := strings.Repeat("x", 16<<10)
+	const events = 800 // 12.8 MB: far more than the frozen client's socket buffers hold
+	read := make(chan int, events)
+	go func() {
+		defer close(read)
+		for i := range events {
+			e, err := reader.Decode()
+			if err != nil {
+				t.Errorf("reader: event %d: %v", i, err)
+				return
+			}
+			if want := fmt.Sprint(i, payload); string(e.Bytes()) != want {
+				t.Errorf("reader: event %d wrong", i)
+				return
+			}
+			read <- i
+		}
+	}()
+	// The publisher stays at most half a queue ahead of the reader, which
+	// keeps up; it must never block on the frozen client.
+	consumed := -1
+	for i := range events {
+		for consumed < i-32 {
+			var ok bool
+			if consumed, ok = <-read; !ok {
+				t.Fatal("reader stopped")
+			}
+		}
+		publish(t, h, "t", fmt.Sprint(i, payload))
+	}
+	for range read {
+	}
+	if s := h.Stats(); s.Evicted != 1 || s.Subscribers != 1 {
+		t.Fatalf("stats %+v: want exactly the frozen client evicted", s)
+	}
+}
+
+// rawSubscribe subscribes over a raw TCP connection that never reads, and
+// waits until the hub counts it.
+func rawSubscribe(t *testing.T, h *sse.Hub, ts *httptest.Server, path string) {
+	t.Helper()
+	n := h.Stats().Subscriptions
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).SetReadBuffer(1024)
+	t.Cleanup(func() { c.Close() })
+	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	for h.Stats().Subscriptions == n {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestHubReplay(t *testing.T) {
+	t.Parallel()
+	// Each case gets a hub whose room topic saw events "0".."9" and then
+	// "10" with a publisher-set id, keeping 5: "6".."10"; ids[i] is the id
+	// of event i, ids[11] that of an event on another topic.
+	setup := func(t *testing.T) (*sse.Hub, *httptest.Server, []string) {
+		h := &sse.Hub{Broker: &sse.MemoryBroker{History: 5}}
+		ts := hubServer(t, h)
+		ids := publish(t, h, "room", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")
+		named, err := h.Publish(context.Background(), "room", sse.Message{ID: "user-chosen", Data: []byte("10")})
+		if err != nil || named != "user-chosen" {
+			t.Fatalf("Publish with ID = %q, %v", named, err)
+		}
+		return h, ts, append(append(ids, named), publish(t, h, "other", "x")...)
+	}
+	epochOf := func(id string) string { e, _, _ := strings.Cut(id, "-"); return e }
+	tests := []struct {
+		name   string
+		lastID func(ids []string) string
+		query  bool // send it as the lastEventId parameter, as a browser's first connect does
+		want   []string
+		reset  bool
+	}{
+		{name: "no id: live only", lastID: func([]string) string { return "" }},
+		{name: "inside the window", lastID: func(ids []string) string { return ids[7] }, want: []string{"8", "9", "10"}},
+		{name: "at the oldest kept", lastID: func(ids []string) string { return ids[6] }, want: []string{"7", "8", "9", "10"}},
+		{name: "just before the oldest kept", lastID: func(ids []string) string { return ids[5] }, want: []string{"6", "7", "8", "9", "10"}},
+		{name: "newest: nothing to replay", lastID: func(ids []string) string { return ids[10] }},
+		{name: "before a publisher-set id", lastID: func(ids []string) string { return ids[9] }, want: []string{"10"}},
+		{name: "id of another topic", lastID: func(ids []string) string { return ids[11] }},
+		{name: "query parameter", lastID: func(ids []string) string { return ids[8] }, query: true, want: []string{"9", "10"}},
+		{name: "outside the window", lastID: func(ids []string) string { return ids[4] }, reset: true},
+		{name: "other epoch", lastID: func([]string) string { return "ffffffff-3" }, reset: true},
+		{name: "from the future", lastID: func(ids []string) string { return epochOf(ids[0]) + "-999" }, reset: true},
+		{name: "not canonical", lastID: func(ids []string) string { return epochOf(ids[0]) + "-07" }, reset: true},
+		{name: "garbage", lastID: func([]string) string { return "\xff\xfe garbage" }, reset: true},
+		{name: "huge", lastID: func([]string) string { return strings.Repeat("9", 10000) }, reset: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h, ts, ids := setup(t)
+			hdr, q := http.Header{}, "topic=room"
+			switch last := tt.lastID(ids); {
+			case tt.query:
+				q += "&lastEventId=" + url.QueryEscape(last)
+			case last != "":
+				hdr.Set("Last-Event-ID", last)
+			}
+			d := subscribed(t, h, ts, q, hdr)
+			live := publish(t, h, "room", "live")
+			var got []string
+			for {
+				e := next(t, d)
+				if e.typ == "reset" {
+					if !tt.reset || len(got) > 0 {
+						t.Fatalf("unexpected reset after %q", got)
+					}
+					if e.id != ids[10] {
+						t.Fatalf("reset event id %q, want the newest, %q", e.id, ids[10])
+					}
+					got = append(got, "reset")
+					continue
+				}
+				if e.data == "live" {
+					if e.id != live[0] {
+						t.Fatalf("live event id %q, want %q", e.id, live[0])
+					}
+					break
+				}
+				got = append(got, e.data)
+			}
+			want := tt.want
+			if tt.reset {
+				want = []string{"reset"}
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("before the live event got %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestHubResetCarriesResumeID(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{ResetType: "resync"}
+	ts := hubServer(t, h)
+	ids := publish(t, h, "t", "a", "b")
+	d := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": {"stale"}})
+	e := next(t, d)
+	if e.typ != "resync" || e.id != ids[1] {
+		t.Fatalf("reset event %q, want type resync and id %q", e, ids[1])
+	}
+	// Resuming from the reset's id replays nothing and misses nothing.
+	d2 := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": {e.id}})
+	publish(t, h, "t", "c")
+	if got := next(t, d2); got.data != "c" {
+		t.Fatalf("after resuming from the reset got %q", got)
+	}
+}
+
+// TestHubNoGapNoDuplicateWhileReconnecting reconnects a client again and
+// again with its Last-Event-ID while a publisher never stops (and evicts it
+// when it reads too slowly): every event must arrive exactly once and in
+// order.
+func TestHubNoGapNoDuplicateWhileReconnecting(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{Broker: &sse.MemoryBroker{History: 100000}}
+	ts := hubServer(t, h)
+	const total = 3000
+	// Every connection resumes from an id, the first from this one.
+	lastID := publish(t, h, "t", "start")[0]
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range total {
+			if _, err := h.Publish(context.Background(), "t", sse.Message{Data: []byte(strconv.Itoa(i))}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { <-done }()
+	want := 0
+	for conn := 0; want < total; conn++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"?topic=t", nil)
+		req.Header.Set("Last-Event-ID", lastID)
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := sse.NewDecoder(resp.Body)
+		for range 1 + conn%50 { // read a few, then drop the connection
+			if want == total {
+				break
+			}
+			e, err := d.Decode()
+			if err == io.EOF {
+				break // evicted for reading too slowly: reconnect and catch up, as clients do
+			}
+			if err != nil {
+				t.Fatalf("connection %d: %v", conn, err)
+			}
+			if e.Type == "reset" {
+				t.Fatalf("connection %d: reset with history %d", conn, total)
+			}
+			if got := string(e.Bytes()); got != strconv.Itoa(want) {
+				t.Fatalf("connection %d: got event %s, want %d", conn, got, want)
+			}
+			want++
+			lastID = e.ID
+		}
+		cancel()
+		resp.Body.Close()
+	}
+}
+
+func TestHubShutdownDrainsQueues(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{QueueSize: 1000}
+	ts := hubServer(t, h)
+	d := subscribed(t, h, ts, "topic=t", nil)
+	const n = 500
+	for i := range n {
+		publish(t, h, "t", strconv.Itoa(i))
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- h.Shutdown(context.Background()) }()
+	for i := range n {
+		if got := next(t, d); got.data != strconv.Itoa(i) {
+			t.Fatalf("got %q, want %d", got.data, i)
+		}
+	}
+	if _, err := d.Decode(); err != io.EOF {
+		t.Fatalf("after the queue drained: %v, want the stream to end", err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Publish(context.Background(), "t", sse.Message{}); !errors.Is(err, sse.ErrHubClosed) {
+		t.Fatalf("Publish after Shutdown: %v", err)
+	}
+}
+
+func TestHubShutdownTimesOutOnStuckClient(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{Upgrader: sse.Upgrader{WriteTimeout: -1}}
+	ts := hubServer(t, h)
+	rawSubscribe(t, h, ts, "/?topic=t")
+	payload := strings.Repeat("x", 64<<10)
+	for range 100 { // more than the socket takes: the writer blocks
+		publish(t, h, "t", payload)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := h.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want the context's error", err)
+	}
+	if s := h.Stats(); s.Subscribers != 0 {
+		t.Fatalf("after Shutdown: %+v", s)
+	}
+}
+
+func TestHubServeAfterOwnUpgrade(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{Logger: quiet}
+	t.Cleanup(func() { h.Close() })
+	served := make(chan error, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer ok" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		c, err := sse.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		served <- h.Serve(c, "user-42")
+	}))
+	t.Cleanup(ts.Close)
+	resp, _ := open(t, ts.Client(), ts.URL, nil)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	_, d := open(t, ts.Client(), ts.URL, http.Header{"Authorization": {"Bearer ok"}})
+	for h.Stats().Subscribers == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	publish(t, h, "user-42", "private")
+	if got := next(t, d); got.data != "private" {
+		t.Fatalf("got %q", got)
+	}
+	h.Close()
+	if err := <-served; !errors.Is(err, sse.ErrHubClosed) {
+		t.Fatalf("Serve returned %v, want ErrHubClosed", err)
+	}
+	if _, err := d.Decode(); err != io.EOF {
+		t.Fatalf("stream after Close: %v", err)
+	}
+}
+
+func TestHubPublishRejectsInvalidFields(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{}
+	defer h.Close()
+	if _, err := h.Publish(context.Background(), "t", sse.Message{ID: "a\nb"}); !errors.Is(err, sse.ErrInvalidField) {
+		t.Fatalf("err = %v", err)
+	}
+	if s := h.Stats(); s.Published != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
