@@ -27,15 +27,19 @@ type Conn struct {
 	writeTimeout time.Duration
 	lastEventID  string
 
-	closed  atomic.Bool
-	writing atomic.Bool
-	cause   atomic.Pointer[error] // why the Conn closed; net/http may cancel ctx first, without one
+	heartbeatDone chan struct{} // closed when the heartbeat goroutine ends; nil without one
 
-	mu        sync.Mutex // serialises writes and guards the fields below
-	buf       []byte
-	lastWrite time.Time
-	json      jsonState
-	xml       xmlState
+	closed   atomic.Bool
+	writing  atomic.Bool
+	cutShort atomic.Bool           // Close set a past write deadline
+	cause    atomic.Pointer[error] // why the Conn closed; net/http may cancel ctx first, without one
+
+	mu         sync.Mutex // serialises writes and guards the fields below
+	buf        []byte
+	lastWrite  time.Time
+	noDeadline bool // the ResponseWriter cannot set write deadlines
+	json       jsonState
+	xml        xmlState
 }
 
 // LastEventID returns the id the client asked to resume after: the
@@ -52,8 +56,23 @@ func (c *Conn) IsOpen() bool { return !c.closed.Load() && c.ctx.Err() == nil }
 
 // Close ends the stream from any goroutine: a write in progress is
 // unblocked, later writes return ErrConnectionClosed, and Done is closed.
-// The HTTP response itself ends when the handler returns.
-func (c *Conn) Close() { c.fail(ErrConnectionClosed) }
+// When Close returns, the heartbeat has stopped and no write is in
+// progress, so the handler may return: call it (or defer it) before the
+// handler that upgraded the request returns, since the ResponseWriter must
+// not be used after that. The HTTP response ends when the handler returns.
+func (c *Conn) Close() {
+	c.fail(ErrConnectionClosed)
+	if c.heartbeatDone != nil {
+		<-c.heartbeatDone
+	}
+	c.mu.Lock() // waits out a write that the deadline is cutting short
+	defer c.mu.Unlock()
+	if c.cutShort.Load() {
+		// The past deadline would also fail net/http's end of the
+		// response; give it the time any write gets.
+		_ = c.rc.SetWriteDeadline(time.Now().Add(max(c.writeTimeout, time.Second)))
+	}
+}
 
 func (c *Conn) fail(cause error) {
 	c.cause.CompareAndSwap(nil, &cause)
@@ -63,6 +82,7 @@ func (c *Conn) fail(cause error) {
 	c.cancel(cause)
 	if c.writing.Load() {
 		// A deadline in the past makes the blocked Write return at once.
+		c.cutShort.Store(true)
 		_ = c.rc.SetWriteDeadline(time.Unix(1, 0))
 	}
 }
@@ -194,8 +214,10 @@ func (c *Conn) writeMarshalled(typ string, v any, m marshaller) error {
 func (c *Conn) sendBytes(b []byte) error {
 	c.writing.Store(true)
 	defer c.writing.Store(false)
-	if c.writeTimeout > 0 {
-		if err := c.rc.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if c.writeTimeout > 0 && !c.noDeadline {
+		if err := c.rc.SetWriteDeadline(time.Now().Add(c.writeTimeout)); errors.Is(err, http.ErrNotSupported) {
+			c.noDeadline = true // asking again costs an allocation per write
+		} else if err != nil {
 			c.fail(err)
 			return c.closedErr()
 		}
@@ -222,6 +244,7 @@ var heartbeatLine = []byte(":\n")
 
 // heartbeat sends a comment whenever the stream has been silent for d.
 func (c *Conn) heartbeat(d time.Duration) {
+	defer close(c.heartbeatDone)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {

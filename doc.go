@@ -11,6 +11,45 @@
 //
 // # Server
 //
+// An [Upgrader] turns an HTTP request into a [Conn]: it answers 200 with
+// Content-Type text/event-stream and flushes at once, so that clients and
+// proxies see the stream open. Its zero value works; [Upgrade] uses it.
+//
+//	func events(w http.ResponseWriter, r *http.Request) {
+//		c, err := sse.Upgrade(w, r)
+//		if err != nil {
+//			return // Upgrade has answered the request
+//		}
+//		for {
+//			select {
+//			case p := <-prices:
+//				if err := c.WriteJsonEvent("price", p); err != nil {
+//					return
+//				}
+//			case <-c.Done():
+//				return // the client went away
+//			}
+//		}
+//	}
+//
+// A Conn keeps idle streams alive with comment heartbeats, bounds every
+// write with a deadline so that a client that stopped reading cannot hold a
+// writer, and flushes through [net/http.ResponseController], which sees
+// through middleware that wraps the ResponseWriter.
+//
+// # Hub
+//
+// A [Hub] serves topics to many clients: [Hub.Publish] encodes an event once
+// and queues the same bytes for every subscriber. A publisher never waits for
+// a subscriber; one whose bounded queue is full is disconnected, and catches
+// up by replay when it reconnects with Last-Event-ID, so a client sees every
+// event of its topics in order or is cut off, never a silent hole. When the
+// history no longer reaches back to a client's Last-Event-ID (too old, or
+// from before a restart: ids carry an epoch), it receives a reset event
+// instead, and the application reloads its state. Storage is a [Broker]:
+// [MemoryBroker] by default, and others, such as Redis Streams, for many
+// nodes.
+//
 // # Client
 //
 // [Client] reads a stream the way a browser's EventSource does: it sends
@@ -43,6 +82,14 @@
 // harness check the Client; conformance/run runs it.
 //
 // # Concurrency
+//
+// Every method of [Conn] is safe for concurrent use: writes are serialised,
+// so a heartbeat, several publishers and a goroutine that calls Close may
+// share a Conn. Close may be called from any goroutine and unblocks a write
+// in progress. A Conn must not be used after the handler that created it
+// returns. [Hub], [MemoryBroker] and [Upgrader] are safe for concurrent use;
+// set their fields before first use. A [Client] may run many streams at
+// once; its hooks run on the goroutine reading the stream.
 //
 // A Decoder is used by one goroutine at a time. A Message is plain data and
 // encoding it does not retain it. Events returned by a Decoder may be passed

@@ -142,9 +142,7 @@ func appendEvent(dst []byte, id, typ string, data []byte, retry time.Duration, c
 	}
 	dst = AppendRetry(dst, retry)
 	if id != "" {
-		dst = append(dst, "id: "...)
-		dst = append(dst, id...)
-		dst = append(dst, '\n')
+		dst = appendID(dst, id)
 	}
 	if typ != "" {
 		dst = append(dst, "event: "...)
@@ -153,6 +151,18 @@ func appendEvent(dst []byte, id, typ string, data []byte, retry time.Duration, c
 	}
 	dst = appendData(dst, data)
 	return append(dst, '\n'), nil
+}
+
+// appendPosition appends an id without an event: clients take it as their
+// last event ID, and dispatch nothing. The id must be valid.
+func appendPosition(dst []byte, id string) []byte {
+	return append(appendID(dst, id), '\n')
+}
+
+func appendID(dst []byte, id string) []byte {
+	dst = append(dst, "id: "...)
+	dst = append(dst, id...)
+	return append(dst, '\n')
 }
 
 func appendComment(dst []byte, text string) []byte {

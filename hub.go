@@ -208,7 +208,7 @@ func (h *Hub) evictLocked(s *subscriber) {
 	h.removeLocked(s)
 	h.evicted.Add(1)
 	h.logger().Warn("sse: subscriber evicted: queue full", "topics", s.topics, "queue", cap(s.queue))
-	s.conn.Close()
+	s.conn.fail(ErrConnectionClosed) // its writer, in Serve, waits for the rest of Close
 }
 
 // removeLocked takes s out of the Hub and stops the feeds no one needs.
@@ -253,8 +253,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // client goes away (it returns nil), the subscriber is evicted
 // ([ErrEvicted]), the Hub closes ([ErrHubClosed]), or a write fails. It
 // runs on the caller's goroutine, typically the handler that upgraded c
-// after authenticating the request. Events after c.LastEventID() are
-// replayed first.
+// after authenticating the request, and closes c before it returns. Events
+// after c.LastEventID() are replayed first; a subscriber without one is
+// told the current position (an id without an event), so that it can
+// resume from there even before its first event.
 func (h *Hub) Serve(c *Conn, topics ...string) error {
 	h.init()
 	s := &subscriber{conn: c, topics: topics, queue: make(chan *PreparedMessage, orDefaultInt(h.QueueSize, DefaultQueueSize))}
@@ -266,6 +268,7 @@ func (h *Hub) Serve(c *Conn, topics ...string) error {
 		h.mu.Lock()
 		h.removeLocked(s)
 		h.mu.Unlock()
+		c.Close()
 	}()
 	return h.write(s)
 }
@@ -301,6 +304,9 @@ func (h *Hub) add(s *subscriber) error {
 
 	after := s.conn.LastEventID()
 	if after == "" {
+		if id := h.resetID(s); id != "" {
+			s.backlog = append(s.backlog, &PreparedMessage{data: appendPosition(nil, id)})
+		}
 		return nil
 	}
 	entries, err := h.broker.Replay(ctx, s.topics, after)
@@ -341,8 +347,8 @@ func (h *Hub) add(s *subscriber) error {
 	return nil
 }
 
-// resetID is the id a reset event carries: where the subscriber's live
-// events start. With one topic that is exact; with several, whose order
+// resetID is where the subscriber's live events start: the id a reset
+// event carries, and the position a new subscriber is told. With one topic that is exact; with several, whose order
 // only the Broker knows, the newest event delivered stands in, and at worst
 // the client is told to reset once more.
 func (h *Hub) resetID(s *subscriber) string {
@@ -383,7 +389,6 @@ func (h *Hub) write(s *subscriber) error {
 			for {
 				batch = fill(batch[:0], s.queue)
 				if len(batch) == 0 {
-					c.Close()
 					return ErrHubClosed
 				}
 				if err := c.WritePrepared(batch...); err != nil {
@@ -391,7 +396,6 @@ func (h *Hub) write(s *subscriber) error {
 				}
 			}
 		case <-h.done:
-			c.Close()
 			return ErrHubClosed
 		}
 	}
@@ -475,7 +479,7 @@ func (h *Hub) Close() error {
 	}
 	h.mu.Unlock()
 	for _, s := range subs {
-		s.conn.Close() // unblocks a writer stuck on a slow client
+		s.conn.fail(ErrConnectionClosed) // unblocks a writer stuck on a slow client
 	}
 	h.active.Wait()
 	if h.owned {

@@ -1,6 +1,7 @@
 package sse_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -312,6 +313,50 @@ func TestHubNoGapNoDuplicateWhileReconnecting(t *testing.T) {
 		}
 		cancel()
 		resp.Body.Close()
+	}
+}
+
+// TestHubTellsNewSubscriberItsPosition: a client that received no event
+// still knows where it stands, and misses nothing across a reconnection.
+func TestHubTellsNewSubscriberItsPosition(t *testing.T) {
+	t.Parallel()
+	for _, history := range []bool{false, true} {
+		h := &sse.Hub{}
+		ts := hubServer(t, h)
+		if history {
+			publish(t, h, "t", "before")
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"?topic=t", nil)
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Read until a block with an id has ended, then let the Decoder
+		// say what a client makes of it.
+		br, seen := bufio.NewReader(resp.Body), ""
+		for !strings.Contains(seen, "id: ") || !strings.HasSuffix(seen, "\n\n") {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("history %v: stream %q then %v", history, seen, err)
+			}
+			seen += line
+		}
+		cancel()
+		resp.Body.Close()
+		d := sse.NewDecoder(strings.NewReader(seen))
+		if _, err := d.Decode(); err != io.EOF {
+			t.Fatalf("history %v: %q dispatched an event (%v)", history, seen, err)
+		}
+		pos := d.LastEventID()
+		if pos == "" {
+			t.Fatalf("history %v: no position told", history)
+		}
+		publish(t, h, "t", "while away")
+		d2 := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": {pos}})
+		if got := next(t, d2); got.data != "while away" {
+			t.Fatalf("history %v: resumed with %q", history, got)
+		}
 	}
 }
 

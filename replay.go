@@ -39,9 +39,10 @@ type Broker interface {
 
 	// Subscribe starts a live feed of topic: deliver is called with every
 	// event published after the call, in publish order, one call at a time,
-	// until ctx ends. It returns the id of the newest event stored when the
-	// feed started ("" when there is none): replay up to it and the feed
-	// after it together hold every event once.
+	// until ctx ends. It returns the position where the feed starts: the id
+	// of the newest event stored, or for a topic without one an id that
+	// Replay accepts as "now". Replay up to it and the feed after it
+	// together hold every event once.
 	Subscribe(ctx context.Context, topic string, deliver func(Entry)) (newest string, err error)
 
 	// Replay returns the stored events of topics that came after the event
@@ -204,7 +205,9 @@ func (b *MemoryBroker) Subscribe(ctx context.Context, topic string, deliver func
 	if n := len(t.events); n > 0 {
 		return t.events[n-1].ID, nil
 	}
-	return "", nil
+	// A topic without history still has a position: the sequence now, so
+	// that a client told it replays whatever comes after.
+	return b.epoch + "-" + strconv.FormatUint(b.seq, 10), nil
 }
 
 // Replay implements [Broker].

@@ -56,7 +56,9 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
 // or an empty comment when there is none, so that clients and proxies see
 // the stream open before the first event.
 //
-// The Conn must not be used after the handler that called Upgrade returns.
+// The Conn must not be used after the handler that called Upgrade returns;
+// call [Conn.Close] before returning, so that a heartbeat cannot be writing
+// when net/http finishes the response.
 // When w cannot stream, Upgrade answers 500 and returns
 // [ErrStreamingNotSupported].
 func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
@@ -102,6 +104,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		return nil, err
 	}
 	if hb := orDefault(u.Heartbeat, DefaultHeartbeat); hb > 0 {
+		c.heartbeatDone = make(chan struct{})
 		go c.heartbeat(hb)
 	}
 	return c, nil
