@@ -53,8 +53,9 @@ type Message struct {
 // Server serves the page, the event streams of the rooms and the sending of
 // messages. Make one with [New]; it is an http.Handler.
 type Server struct {
-	log *slog.Logger
-	mux *http.ServeMux
+	log      *slog.Logger
+	mux      *http.ServeMux
+	upgrader sse.Upgrader
 
 	// mu guards the fields below. Publish holds it for reading, so that a
 	// swap waits for the publishes in flight and none of them reaches a Hub
@@ -70,7 +71,12 @@ func New(logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{log: logger, mux: http.NewServeMux(), broker: &sse.MemoryBroker{}}
+	s := &Server{
+		log:      logger,
+		mux:      http.NewServeMux(),
+		upgrader: sse.Upgrader{RetryTime: RetryTime},
+		broker:   &sse.MemoryBroker{},
+	}
 	s.hub = s.newHub(s.broker)
 	s.mux.HandleFunc("GET /{$}", servePage)
 	s.mux.HandleFunc("GET /events", s.serveEvents)
@@ -79,12 +85,7 @@ func New(logger *slog.Logger) *Server {
 }
 
 func (s *Server) newHub(b sse.Broker) *sse.Hub {
-	return &sse.Hub{
-		Broker:   b,
-		Upgrader: sse.Upgrader{RetryTime: RetryTime},
-		Topics:   func(r *http.Request) []string { return []string{r.URL.Query().Get("room")} },
-		Logger:   s.log,
-	}
+	return &sse.Hub{Broker: b, Logger: s.log}
 }
 
 // ServeHTTP routes GET / (the page), GET /events?room=NAME (the stream of a
@@ -186,8 +187,11 @@ func servePage(w http.ResponseWriter, r *http.Request) {
 	w.Write(page)
 }
 
+// serveEvents upgrades the request and serves it the room's events, from
+// the Hub in service, until the client leaves or the Hub closes.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
-	if err := checkRoom(r.URL.Query().Get("room")); err != nil {
+	room := r.URL.Query().Get("room")
+	if err := checkRoom(room); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -196,7 +200,24 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	h.ServeHTTP(w, r)
+	c, err := s.upgrader.Upgrade(w, r)
+	if err != nil {
+		return // Upgrade has answered
+	}
+	defer release(c)
+	_ = h.Serve(c, room) // the client reconnects whatever the reason
+}
+
+// release closes c and returns once its heartbeat can no longer write.
+//
+// The Conn's heartbeat goroutine is not waited for when the handler
+// returns, so its last flush would race with the one net/http makes at the
+// end of the request (Hub.ServeHTTP has the same race). Writes on a Conn are
+// serialised and none is made once it is closed: a write after Close waits
+// for a heartbeat in progress, and no heartbeat comes after it.
+func release(c *sse.Conn) {
+	c.Close()
+	_ = c.WriteComment("")
 }
 
 // sendRequest is the body of POST /send, as JSON or form fields.

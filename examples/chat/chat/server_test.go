@@ -3,6 +3,7 @@ package chat_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -314,5 +315,42 @@ func TestValidate(t *testing.T) {
 	b, _ := json.Marshal(chat.Message{Name: "a", Text: "b", Time: time.Unix(0, 0).UTC()})
 	if string(b) != `{"name":"a","text":"b","time":"1970-01-01T00:00:00Z"}` {
 		t.Fatalf("payload %s", b)
+	}
+}
+
+// TestHeartbeatThenDrop ends streams that had heartbeats: under the race
+// detector it shows that a handler does not return while a heartbeat may
+// still be writing to its response.
+func TestHeartbeatThenDrop(t *testing.T) {
+	t.Parallel()
+	s, ts := start(t)
+	chat.SetHeartbeat(s, time.Millisecond)
+	var beats []chan struct{}
+	var ends []chan error
+	for range 3 {
+		d := stream(t, s, ts, "lobby", "")
+		beat, end := make(chan struct{}), make(chan error, 1)
+		d.OnComment(func(string) {
+			select {
+			case <-beat:
+			default:
+				close(beat)
+			}
+		})
+		go func() {
+			_, err := d.Decode()
+			end <- err
+		}()
+		beats, ends = append(beats, beat), append(ends, end)
+	}
+	for _, beat := range beats {
+		<-beat
+	}
+	s.DropConnections()
+	for _, end := range ends {
+		// Close cuts a heartbeat short when it is being written.
+		if err := <-end; err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("got %v, want the stream to end", err)
+		}
 	}
 }
