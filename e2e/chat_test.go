@@ -92,8 +92,8 @@ func open(t *testing.T, ctx context.Context, name, pageURL string) *page {
 			if err != nil {
 				return
 			}
-			if m.IsException() {
-				t.Errorf("page %s: uncaught exception: %s", name, m.Text)
+			if m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
+				t.Errorf("page %s console %s: %s", name, m.Type, m.Text)
 			} else {
 				t.Logf("page %s console %s: %s", name, m.Type, m.Text)
 			}

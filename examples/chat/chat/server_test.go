@@ -299,6 +299,9 @@ func TestPage(t *testing.T) {
 	if strings.Contains(string(body), "innerHTML") {
 		t.Error("page uses innerHTML")
 	}
+	if csp := resp.Header.Get("Content-Security-Policy"); strings.Contains(csp, "unsafe") || strings.Count(csp, "'sha256-") != 2 {
+		t.Errorf("Content-Security-Policy %q: want the hashes of the script and the style", csp)
+	}
 }
 
 func TestValidate(t *testing.T) {
