@@ -194,49 +194,52 @@ func TestSendRejects(t *testing.T) {
 	}
 }
 
-func TestReplayAfterReconnect(t *testing.T) {
-	t.Parallel()
+// chatting starts a chat with a stream of the room lobby, which has
+// received one message, "before", whose id it returns.
+func chatting(t *testing.T) (*chat.Server, *httptest.Server, *sse.Decoder, string) {
+	t.Helper()
 	s, ts := start(t)
 	d := stream(t, s, ts, "lobby", "")
-	send(t, ts, "lobby", "ann", "one")
-	seen := expect(t, d, "one")
+	send(t, ts, "lobby", "ann", "before")
+	return s, ts, d, expect(t, d, "before")
+}
 
-	// The client goes away, then comes back with the id of the last
-	// message it saw: it gets what it missed, then the live messages.
+func TestReplayAfterReconnect(t *testing.T) {
+	t.Parallel()
+	s, ts, _, seen := chatting(t)
+
+	// A second client, gone since "before", comes back with its id: it
+	// gets what it missed, then the live messages.
 	send(t, ts, "lobby", "ann", "two")
 	send(t, ts, "elsewhere", "ann", "not for lobby")
 	send(t, ts, "lobby", "ann", "three")
-	d = stream(t, s, ts, "lobby", seen)
+	d := stream(t, s, ts, "lobby", seen)
 	send(t, ts, "lobby", "ann", "four")
 	expect(t, d, "two", "three", "four")
 }
 
-func TestDropConnectionsKeepsHistory(t *testing.T) {
-	t.Parallel()
-	s, ts := start(t)
-	d := stream(t, s, ts, "lobby", "")
-	send(t, ts, "lobby", "ann", "before")
-	seen := expect(t, d, "before")
-
-	s.DropConnections()
+// cut has the server end the stream d with drop, sends "while away", and
+// reconnects after the id seen, as a browser would.
+func cut(t *testing.T, s *chat.Server, ts *httptest.Server, d *sse.Decoder, seen string, drop func()) *sse.Decoder {
+	t.Helper()
+	drop()
 	ended(t, d)
 	send(t, ts, "lobby", "ann", "while away")
-	d = stream(t, s, ts, "lobby", seen)
+	return stream(t, s, ts, "lobby", seen)
+}
+
+func TestDropConnectionsKeepsHistory(t *testing.T) {
+	t.Parallel()
+	s, ts, d, seen := chatting(t)
+	d = cut(t, s, ts, d, seen, s.DropConnections)
 	send(t, ts, "lobby", "ann", "after")
 	expect(t, d, "while away", "after")
 }
 
 func TestRestartSendsReset(t *testing.T) {
 	t.Parallel()
-	s, ts := start(t)
-	d := stream(t, s, ts, "lobby", "")
-	send(t, ts, "lobby", "ann", "before")
-	seen := expect(t, d, "before")
-
-	s.Restart()
-	ended(t, d)
-	send(t, ts, "lobby", "ann", "lost to the client")
-	d = stream(t, s, ts, "lobby", seen)
+	s, ts, d, seen := chatting(t)
+	d = cut(t, s, ts, d, seen, s.Restart) // "while away" is lost with the history
 	e, err := d.Decode()
 	if err != nil || e.Type != "reset" {
 		t.Fatalf("got %v, %v; want a reset event", e, err)
