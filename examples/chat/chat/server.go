@@ -72,7 +72,7 @@ type Server struct {
 	mux      *http.ServeMux
 	upgrader sse.Upgrader
 
-	// mu guards the fields below. Publish holds it for reading, so that a
+	// mu guards the fields below. Send holds it for reading, so that a
 	// swap waits for the publishes in flight and none of them reaches a Hub
 	// that is closing.
 	mu     sync.RWMutex
