@@ -1,0 +1,9 @@
+package chat
+
+import "time"
+
+// SetHeartbeat changes how often idle streams get a heartbeat; call it
+// before the Server serves.
+func SetHeartbeat(s *Server, d time.Duration) {
+	s.upgrader.Heartbeat = d
+}
