@@ -219,20 +219,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Upgrade has answered
 	}
-	defer release(c)
-	_ = h.Serve(c, room) // the client reconnects whatever the reason
-}
-
-// release closes c and returns once its heartbeat can no longer write.
-//
-// The Conn's heartbeat goroutine is not waited for when the handler
-// returns, so its last flush would race with the one net/http makes at the
-// end of the request (Hub.ServeHTTP has the same race). Writes on a Conn are
-// serialised and none is made once it is closed: a write after Close waits
-// for a heartbeat in progress, and no heartbeat comes after it.
-func release(c *sse.Conn) {
-	c.Close()
-	_ = c.WriteComment("")
+	_ = h.Serve(c, room) // it closes c; the client reconnects whatever the reason
 }
 
 // sendRequest is the body of POST /send, as JSON or form fields.
