@@ -309,7 +309,7 @@ func (h *Hub) add(s *subscriber) error {
 		}
 		return nil
 	}
-	entries, err := h.broker.Replay(ctx, s.topics, after)
+	entries, heads, err := h.broker.Replay(ctx, s.topics, after)
 	if err != nil {
 		if !errors.Is(err, ErrHistoryGap) {
 			h.active.Done()
@@ -325,23 +325,21 @@ func (h *Hub) add(s *subscriber) error {
 		s.backlog = append(s.backlog, reset)
 		return nil
 	}
-	lastOf := make(map[string]string)
 	for _, e := range entries {
 		pm, err := NewPreparedMessage(e.Message)
 		if err != nil {
 			continue // it was valid when published; an odd Broker's fault, not the client's
 		}
 		s.backlog = append(s.backlog, pm)
-		lastOf[e.Topic] = e.ID
 	}
-	for name, id := range lastOf {
-		if id != h.topics[name].cursor {
-			// The replay read events the feed has not delivered yet: they
-			// must not come a second time.
+	for i, name := range s.topics {
+		if i < len(heads) && heads[i] != h.topics[name].cursor {
+			// The store is ahead of the feed: what the replay holds, or
+			// what the client already had, must not come a second time.
 			if s.skip == nil {
 				s.skip = make(map[string]string)
 			}
-			s.skip[name] = id
+			s.skip[name] = heads[i]
 		}
 	}
 	return nil

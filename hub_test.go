@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -453,5 +454,62 @@ func TestHubPublishRejectsInvalidFields(t *testing.T) {
 	}
 	if s := h.Stats(); s.Published != 0 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// laggingBroker holds its feeds' deliveries until release, as the feed of
+// a node that reads the shared store later than another node wrote it.
+type laggingBroker struct {
+	*sse.MemoryBroker
+	mu   sync.Mutex
+	held []func()
+}
+
+func (b *laggingBroker) Subscribe(ctx context.Context, topic string, deliver func(sse.Entry)) (string, error) {
+	return b.MemoryBroker.Subscribe(ctx, topic, func(e sse.Entry) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.held = append(b.held, func() { deliver(e) })
+	})
+}
+
+func (b *laggingBroker) release() {
+	b.mu.Lock()
+	held := b.held
+	b.held = nil
+	b.mu.Unlock()
+	for _, f := range held {
+		f()
+	}
+}
+
+func TestHubLaggingFeedNoDuplicate(t *testing.T) {
+	t.Parallel()
+	b := &laggingBroker{MemoryBroker: &sse.MemoryBroker{}}
+	h := &sse.Hub{Broker: b}
+	ts := hubServer(t, h)
+	live := subscribed(t, h, ts, "topic=t", nil)
+	ids := publish(t, h, "t", "e1", "e2") // stored, not yet fed
+	// A client that got e1 and e2 elsewhere resumes here, ahead of the feed.
+	ahead := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": {ids[1]}})
+	// And one that got only e1: it is replayed e2, which the feed has yet to deliver.
+	between := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": {ids[0]}})
+	b.release()
+	publish(t, h, "t", "e3")
+	b.release()
+	for _, tt := range []struct {
+		name string
+		d    *sse.Decoder
+		want []string
+	}{
+		{"live", live, []string{"e1", "e2", "e3"}},
+		{"ahead", ahead, []string{"e3"}},
+		{"between", between, []string{"e2", "e3"}},
+	} {
+		for _, w := range tt.want {
+			if got := next(t, tt.d); got.data != w {
+				t.Fatalf("%s: got %q, want %q", tt.name, got.data, w)
+			}
+		}
 	}
 }

@@ -46,9 +46,17 @@ type Broker interface {
 	Subscribe(ctx context.Context, topic string, deliver func(Entry)) (newest string, err error)
 
 	// Replay returns the stored events of topics that came after the event
-	// with id after, oldest first. When some of them are gone it returns an
-	// error wrapping ErrHistoryGap.
-	Replay(ctx context.Context, topics []string, after string) ([]Entry, error)
+	// with id after, oldest first, and heads[i], the position of topics[i]
+	// as read (the id of its newest event, or what Subscribe returns for a
+	// topic without events). When some events are gone it returns an error
+	// wrapping ErrHistoryGap.
+	//
+	// The Hub skips the live events of a topic up to its head when the
+	// head differs from where the topic's feed stands: that is how a feed
+	// that lags behind the store (another node published) never delivers
+	// an event twice. A head must therefore be an id the feed delivers, or
+	// the feed's own position.
+	Replay(ctx context.Context, topics []string, after string) (entries []Entry, heads []string, err error)
 
 	// Close releases the Broker's resources.
 	Close() error
@@ -202,16 +210,21 @@ func (b *MemoryBroker) Subscribe(ctx context.Context, topic string, deliver func
 		}
 		b.mu.Unlock()
 	})
+	return b.head(t), nil
+}
+
+// head is the position of t: its newest event, or for a topic without
+// events an id that stays the same until the next one, which Replay takes
+// as "before everything to come".
+func (b *MemoryBroker) head(t *memTopic) string {
 	if n := len(t.events); n > 0 {
-		return t.events[n-1].ID, nil
+		return t.events[n-1].ID
 	}
-	// A topic without history still has a position: the sequence now, so
-	// that a client told it replays whatever comes after.
-	return b.epoch + "-" + strconv.FormatUint(b.seq, 10), nil
+	return b.epoch + "-" + strconv.FormatUint(t.dropped, 10)
 }
 
 // Replay implements [Broker].
-func (b *MemoryBroker) Replay(ctx context.Context, topics []string, after string) ([]Entry, error) {
+func (b *MemoryBroker) Replay(ctx context.Context, topics []string, after string) ([]Entry, []string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.init()
@@ -220,28 +233,31 @@ func (b *MemoryBroker) Replay(ctx context.Context, topics []string, after string
 		seq, ok = b.parse(after)
 	}
 	if !ok {
-		return nil, errors.Join(ErrHistoryGap, errors.New("sse: unknown last event ID"))
+		return nil, nil, errors.Join(ErrHistoryGap, errors.New("sse: unknown last event ID"))
 	}
 	var events []memEvent
+	heads := make([]string, len(topics))
 	now := time.Now()
-	for _, name := range topics {
+	for i, name := range topics {
 		t := b.topics[name]
 		if t == nil {
+			heads[i] = b.head(&memTopic{})
 			continue
 		}
 		b.prune(t, now)
 		if seq < t.dropped {
-			return nil, errors.Join(ErrHistoryGap, errors.New("sse: last event ID is older than the history kept"))
+			return nil, nil, errors.Join(ErrHistoryGap, errors.New("sse: last event ID is older than the history kept"))
 		}
-		i, _ := slices.BinarySearchFunc(t.events, seq+1, func(e memEvent, s uint64) int { return compareSeq(e.seq, s) })
-		events = append(events, t.events[i:]...)
+		j, _ := slices.BinarySearchFunc(t.events, seq+1, func(e memEvent, s uint64) int { return compareSeq(e.seq, s) })
+		events = append(events, t.events[j:]...)
+		heads[i] = b.head(t)
 	}
 	slices.SortFunc(events, func(a, b memEvent) int { return compareSeq(a.seq, b.seq) })
 	out := make([]Entry, len(events))
 	for i, e := range events {
 		out[i] = e.Entry
 	}
-	return out, nil
+	return out, heads, nil
 }
 
 func compareSeq(a, b uint64) int {

@@ -20,23 +20,23 @@ func TestMemoryBrokerHistoryAge(t *testing.T) {
 		old, _ := b.Publish(ctx, "t", sse.Message{Data: []byte("old")})
 		time.Sleep(50 * time.Second)
 		mid, _ := b.Publish(ctx, "t", sse.Message{Data: []byte("mid")})
-		if got, err := b.Replay(ctx, []string{"t"}, old); err != nil || len(got) != 1 {
+		if got, _, err := b.Replay(ctx, []string{"t"}, old); err != nil || len(got) != 1 {
 			t.Fatalf("within the age: %v, %v", got, err)
 		}
 		time.Sleep(20 * time.Second) // "old" is now 70 s old, "mid" 20 s
-		if _, err := b.Replay(ctx, []string{"t"}, "x"); !errors.Is(err, sse.ErrHistoryGap) {
+		if _, _, err := b.Replay(ctx, []string{"t"}, "x"); !errors.Is(err, sse.ErrHistoryGap) {
 			t.Fatal("unknown id replayed")
 		}
 		// Resuming after "old" needs "mid" only, which is kept; resuming
 		// from before "old" needs "old" itself, which aged out.
-		if got, err := b.Replay(ctx, []string{"t"}, old); err != nil || len(got) != 1 || string(got[0].Data) != "mid" {
+		if got, _, err := b.Replay(ctx, []string{"t"}, old); err != nil || len(got) != 1 || string(got[0].Data) != "mid" {
 			t.Fatalf("after old: %v, %v", got, err)
 		}
 		time.Sleep(time.Minute)
-		if _, err := b.Replay(ctx, []string{"t"}, old); !errors.Is(err, sse.ErrHistoryGap) {
+		if _, _, err := b.Replay(ctx, []string{"t"}, old); !errors.Is(err, sse.ErrHistoryGap) {
 			t.Fatalf("after mid aged out too: %v, want ErrHistoryGap", err)
 		}
-		if got, err := b.Replay(ctx, []string{"t"}, mid); err != nil || len(got) != 0 {
+		if got, _, err := b.Replay(ctx, []string{"t"}, mid); err != nil || len(got) != 0 {
 			t.Fatalf("from the newest: %v, %v", got, err)
 		}
 	})

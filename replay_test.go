@@ -20,9 +20,12 @@ func TestMemoryBrokerReplayOrderAcrossTopics(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	got, err := b.Replay(ctx, []string{"b", "a"}, ids[0])
+	got, heads, err := b.Replay(ctx, []string{"b", "a", "none"}, ids[0])
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(heads) != 3 || heads[0] != ids[4] || heads[1] != ids[2] || heads[2] == "" {
+		t.Fatalf("heads %q: want the newest of b and a, and a position for none", heads)
 	}
 	var data, topics string
 	for _, e := range got {
@@ -32,7 +35,7 @@ func TestMemoryBrokerReplayOrderAcrossTopics(t *testing.T) {
 	if data != "124" || topics != "bab" {
 		t.Fatalf("replay %q on %q, want 124 on bab, in publish order", data, topics)
 	}
-	if _, err := b.Replay(ctx, []string{"a"}, "nope"); !errors.Is(err, sse.ErrHistoryGap) {
+	if _, _, err := b.Replay(ctx, []string{"a"}, "nope"); !errors.Is(err, sse.ErrHistoryGap) {
 		t.Fatalf("unknown id: %v", err)
 	}
 }
@@ -45,7 +48,7 @@ func TestMemoryBrokerCopiesData(t *testing.T) {
 	data := []byte("original")
 	b.Publish(ctx, "t", sse.Message{Data: data})
 	copy(data, "CHANGED!")
-	got, err := b.Replay(ctx, []string{"t"}, first)
+	got, _, err := b.Replay(ctx, []string{"t"}, first)
 	if err != nil || len(got) != 1 || string(got[0].Data) != "original" {
 		t.Fatalf("replay %v, %v: the broker must keep its own copy", got, err)
 	}
@@ -67,7 +70,7 @@ func TestMemoryBrokerSubscribeNewest(t *testing.T) {
 	if newest != id || len(fed) != 1 || fed[0] != id2 {
 		t.Fatalf("newest %q (want %q), fed %q (want only %q)", newest, id, fed, id2)
 	}
-	if got, err := b.Replay(ctx, []string{"t"}, start); err != nil || len(got) != 2 || got[0].ID != id {
+	if got, _, err := b.Replay(ctx, []string{"t"}, start); err != nil || len(got) != 2 || got[0].ID != id {
 		t.Fatalf("replay from the empty topic's position: %v, %v", got, err)
 	}
 	b.Close()
