@@ -1,9 +1,11 @@
 package sse
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -38,8 +40,8 @@ type Conn struct {
 	buf        []byte
 	lastWrite  time.Time
 	noDeadline bool // the ResponseWriter cannot set write deadlines
-	json       jsonState
-	xml        xmlState
+	json       encoderCache
+	xml        encoderCache
 }
 
 // LastEventID returns the id the client asked to resume after: the
@@ -192,19 +194,29 @@ func (c *Conn) write(encode func(dst []byte) ([]byte, error)) error {
 	return c.sendBytes(buf)
 }
 
-// marshaller is the reusable state of one encoding (JSON, XML).
-type marshaller interface {
-	marshal(v any) ([]byte, error)
+// valueEncoder is what encoding/json and encoding/xml encoders share.
+type valueEncoder interface{ Encode(v any) error }
+
+// encoderCache keeps one buffer and encoder of a format for all the writes
+// of a Conn, so that encoding allocates no more than the encoder itself.
+type encoderCache struct {
+	buf     bytes.Buffer
+	enc     valueEncoder
+	trailer string // what the encoder adds after every value, which is not data
 }
 
-// writeMarshalled sends v as encoded by m; an encoding error returns before
-// anything is written.
-func (c *Conn) writeMarshalled(typ string, v any, m marshaller) error {
+// writeEncoded sends v as encoded by the cached encoder (made by newEnc on
+// first use); an encoding error returns before anything is written.
+func (c *Conn) writeEncoded(typ string, v any, cache *encoderCache, newEnc func(io.Writer) valueEncoder) error {
 	return c.write(func(dst []byte) ([]byte, error) {
-		data, err := m.marshal(v)
-		if err != nil {
+		if cache.enc == nil {
+			cache.enc = newEnc(&cache.buf)
+		}
+		cache.buf.Reset()
+		if err := cache.enc.Encode(v); err != nil {
 			return dst, err
 		}
+		data := bytes.TrimSuffix(cache.buf.Bytes(), bytesOf(cache.trailer))
 		return appendEvent(dst, "", typ, data, 0, "")
 	})
 }

@@ -261,17 +261,21 @@ func frozenClient(t *testing.T, addr string) {
 	}
 }
 
+// writeUntilError writes 64 KiB events until a write fails.
+func writeUntilError(c *sse.Conn) error {
+	chunk := strings.Repeat("x", 64<<10)
+	for {
+		if err := c.WriteString(chunk); err != nil {
+			return err
+		}
+	}
+}
+
 func TestConnWriteTimeoutOnFrozenClient(t *testing.T) {
 	t.Parallel()
 	result := make(chan error, 1)
 	ts := streamServer(t, &sse.Upgrader{WriteTimeout: 100 * time.Millisecond}, func(c *sse.Conn, r *http.Request) {
-		chunk := strings.Repeat("x", 64<<10)
-		for {
-			if err := c.WriteString(chunk); err != nil {
-				result <- err
-				return
-			}
-		}
+		result <- writeUntilError(c)
 	})
 	frozenClient(t, ts.Listener.Addr().String())
 	select {
@@ -291,13 +295,7 @@ func TestConnCloseUnblocksPendingWrite(t *testing.T) {
 	blocked := make(chan *sse.Conn, 1)
 	ts := streamServer(t, &sse.Upgrader{WriteTimeout: -1, Heartbeat: -1}, func(c *sse.Conn, r *http.Request) {
 		blocked <- c
-		chunk := strings.Repeat("x", 64<<10)
-		for {
-			if err := c.WriteString(chunk); err != nil {
-				result <- err
-				return
-			}
-		}
+		result <- writeUntilError(c)
 	})
 	frozenClient(t, ts.Listener.Addr().String())
 	c := <-blocked

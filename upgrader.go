@@ -91,6 +91,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		writeTimeout: orDefault(u.WriteTimeout, DefaultWriteTimeout),
 		lastEventID:  lastEventID(r),
 	}
+	c.json.trailer = "\n" // json.Encoder ends every value with a newline
 	// Some body bytes go with the headers: proxies such as
 	// httputil.ReverseProxy forward the headers only with the first bytes.
 	c.mu.Lock()
