@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -19,6 +20,8 @@ var (
 	// and catches up by replay rather than miss events silently.
 	ErrEvicted = errors.New("sse: subscriber evicted: it could not keep up")
 )
+
+var errNoTopic = errors.New("sse: no topic to serve")
 
 // Defaults of [Hub].
 const (
@@ -259,6 +262,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // resume from there even before its first event.
 func (h *Hub) Serve(c *Conn, topics ...string) error {
 	h.init()
+	topics = slices.Compact(slices.Sorted(slices.Values(topics))) // a topic named twice is still one stream of events
+	if len(topics) == 0 {
+		c.Close()
+		return errNoTopic
+	}
 	s := &subscriber{conn: c, topics: topics, queue: make(chan *PreparedMessage, orDefaultInt(h.QueueSize, DefaultQueueSize))}
 	if err := h.add(s); err != nil {
 		return err

@@ -85,6 +85,20 @@ func TestHubTopicsIsolate(t *testing.T) {
 	}
 }
 
+func TestHubTopicNamedTwice(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{}
+	ts := hubServer(t, h)
+	first := publish(t, h, "a", "one", "two", "three")
+	d := subscribed(t, h, ts, "topic=a&topic=a", http.Header{"Last-Event-Id": {first[0]}})
+	publish(t, h, "a", "four")
+	for _, want := range []string{"two", "three", "four"} {
+		if got := next(t, d); got.data != want {
+			t.Fatalf("got %q, want %q: once each", got.data, want)
+		}
+	}
+}
+
 func TestHubNeedsATopic(t *testing.T) {
 	t.Parallel()
 	ts := hubServer(t, &sse.Hub{})
