@@ -106,11 +106,21 @@ type feed struct {
 	stop    context.CancelFunc
 }
 
+// key is the stream of topic.
 func (b *Broker) key(topic string) string {
+	return b.prefix() + "topic:" + topic
+}
+
+// idKey holds the last id given out, for every topic of the Prefix.
+func (b *Broker) idKey() string {
+	return b.prefix() + "lastid"
+}
+
+func (b *Broker) prefix() string {
 	if b.Prefix == "" {
-		return DefaultPrefix + topic
+		return DefaultPrefix
 	}
-	return b.Prefix + topic
+	return b.Prefix
 }
 
 func (b *Broker) logger() *slog.Logger {
@@ -152,19 +162,46 @@ func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (stri
 	if err := b.check(); err != nil {
 		return "", err
 	}
-	args := &redis.XAddArgs{Stream: b.key(topic), Values: fields(m)}
-	switch {
-	case b.MaxLen == 0:
-		args.MaxLen, args.Approx = DefaultMaxLen, true
-	case b.MaxLen > 0:
-		args.MaxLen, args.Approx = b.MaxLen, true
+	maxLen := b.MaxLen
+	if maxLen == 0 {
+		maxLen = DefaultMaxLen
 	}
-	id, err := b.Client.XAdd(ctx, args).Result()
+	args := append([]any{maxLen}, fields(m)...)
+	id, err := publish.Run(ctx, b.Client, []string{b.key(topic), b.idKey()}, args...).Text()
 	if err != nil {
 		return "", fmt.Errorf("sseredis: publish on %q: %w", topic, err)
 	}
 	return id, nil
 }
+
+// publish is XADD with an id that is unique across the streams of a
+// Prefix, and greater than every id given before: Redis's own "*" ids are
+// only unique within a stream, and a client subscribed to several topics
+// resumes from one id, which must place it in all of them. The id is made
+// as Redis makes its own, from the server's clock, keeping the last one in
+// KEYS[2]. ARGV[1] is the MAXLEN bound (negative: none); then the fields.
+var publish = redis.NewScript(`
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local seq = 0
+local last = redis.call('GET', KEYS[2])
+if last then
+	local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
+	lms, lseq = tonumber(lms), tonumber(lseq)
+	if lms >= ms then
+		ms, seq = lms, lseq + 1
+	end
+end
+local id = string.format('%.0f-%.0f', ms, seq)
+local maxlen = tonumber(ARGV[1])
+if maxlen >= 0 then
+	redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 2))
+else
+	redis.call('XADD', KEYS[1], id, unpack(ARGV, 2))
+end
+redis.call('SET', KEYS[2], id)
+return id
+`)
 
 // fields is how m is stored in an entry. Data is always there, since an
 // entry needs a field; type only when set.
