@@ -1,14 +1,11 @@
-// Package sseredis is a [sse.Broker] on Redis Streams, so that several
+// Package sseredis is an [sse.Broker] on Redis Streams, so that several
 // servers behind a load balancer share one history: an event published on
 // any node reaches the subscribers of every node, and a client that
 // reconnects to another node resumes there without loss.
 //
-// Every topic is one stream, key Prefix+topic. A stream entry's id
-// ("<ms>-<seq>") is the event's id. Each node reads a topic with one
-// blocking XREAD, whatever its number of subscribers, and the Hub fans the
-// entries out. It needs Redis 6.2 or later (exclusive XRANGE bounds);
-// Redis 7 or later for history-gap detection through XINFO STREAM's
-// entries-added and max-deleted-entry-id.
+// Every topic is one stream, and a stream entry's id ("<ms>-<seq>") is the
+// event's id. Each node reads a topic with one blocking XREAD, whatever its
+// number of subscribers, and its Hub fans the entries out.
 package sseredis
 
 import (
@@ -51,34 +48,44 @@ var (
 // every entry Redis will ever add to it comes after it.
 const emptyPosition = "0-0"
 
-// Broker implements [sse.Broker] on Redis Streams. Give one to each
-// [sse.Hub], with its own or a shared client; every node of a deployment
-// uses the same Redis and Prefix.
+// Broker implements [sse.Broker] on Redis Streams. Give each [sse.Hub] one
+// of its own; every node of a deployment uses the same Redis and Prefix.
 //
-// Publish is XADD with id "*" and an approximate MAXLEN bound; Subscribe
-// starts one goroutine per call that reads the topic with XREAD BLOCK and,
-// on a Redis error, retries with backoff from the last id it delivered, so
-// a feed survives a Redis restart without loss or duplicate (as far as
-// Redis kept what it acknowledged: use appendonly with appendfsync always
-// for that guarantee). Replay is XRANGE after the given id, and answers
-// [sse.ErrHistoryGap] for an id that is malformed, unknown to the topics,
-// or older than entries Redis no longer keeps.
+// Keys: topic T is the stream Prefix+"topic:"+T, and Prefix+"lastid" holds
+// the last id given out. Publish runs a script that picks an id the way
+// XADD "*" does (server time in ms, then a sequence) but across all topics
+// of the Prefix, and XADDs the event with an approximate MAXLEN bound: so
+// ids are unique across topics and in publish order, and a client of
+// several topics resumes correctly from one id. Streams must be written
+// through a Broker only. On Redis Cluster, put a hash tag in Prefix
+// ("{sse}:") so that all the keys are in one slot.
 //
-// Each feed holds one of Client's pooled connections while it blocks:
-// the pool must be larger than the number of topics a node serves at once.
-// go-redis retries a command whose reply it lost (Client's MaxRetries):
-// for XADD that can store an event twice if Redis had taken it. Set
-// MaxRetries to -1 on the client for at-most-once publishes, and let the
-// publisher retry on error; the feeds retry on their own.
+// Subscribe starts one goroutine per call that reads the topic with XREAD
+// BLOCK and, on a Redis error, retries with backoff from the last id it
+// delivered, so a feed survives a Redis restart without loss or duplicate,
+// as far as Redis kept what it acknowledged: run it with appendonly yes
+// and appendfsync always for that guarantee. Replay is XRANGE after the
+// given id, and answers [sse.ErrHistoryGap] for an id that is malformed,
+// unknown to the topics, or older than entries Redis no longer keeps.
 //
-// The zero value with Client set is ready to use. Set the fields before
-// first use; all methods are safe for concurrent use.
+// Each feed holds one of Client's pooled connections while it blocks, so
+// the pool must be larger than the number of topics a node serves at
+// once. go-redis retries a command whose reply it lost (Client's
+// MaxRetries): for a publish that can store the event twice if Redis had
+// taken it. Set MaxRetries to -1 for at-most-once publishes and let the
+// publisher retry on error (its event is then stored at most once per
+// call); the feeds retry on their own.
+//
+// It needs Redis 7.0 or later (XINFO STREAM's entries-added and
+// max-deleted-entry-id tell trimmed history). The zero value with Client
+// set is ready to use. Set the fields before first use; all methods are
+// safe for concurrent use.
 type Broker struct {
 	// Client is the Redis connection; required. The Broker does not close
 	// it.
 	Client redis.UniversalClient
-	// Prefix is prepended to a topic to make its stream key; "" means
-	// DefaultPrefix.
+	// Prefix starts every key of the Broker; "" means DefaultPrefix.
+	// Nodes that share events use the same Prefix.
 	Prefix string
 	// MaxLen bounds each stream, approximately (XADD MAXLEN ~): Redis
 	// trims whole nodes of entries, so a stream may hold somewhat more.
@@ -151,7 +158,7 @@ func (b *Broker) check() error {
 }
 
 // Publish implements [sse.Broker]: it appends m to the topic's stream and
-// returns the entry id Redis assigned. m.Retry and m.Comment are not
+// returns the entry id, which is the event id. m.Retry and m.Comment are not
 // stored (they concern one connection); a set m.ID gives [ErrOwnID]. An
 // error means Redis did not acknowledge the event: it may or may not have
 // been stored.
@@ -297,7 +304,7 @@ func (b *Broker) run(ctx context.Context, f *feed) {
 		}
 		if backoff > 0 {
 			backoff = 0
-			b.logger().Info("sseredis: feed reading again", "topic", f.topic, "after", f.last)
+			b.resumed(ctx, f)
 		}
 		for _, s := range res {
 			for _, x := range s.Messages {
@@ -307,6 +314,19 @@ func (b *Broker) run(ctx context.Context, f *feed) {
 				f.deliver(entry(f.topic, x))
 				f.last = x.ID
 			}
+		}
+	}
+}
+
+// resumed logs that f reads again after Redis errors, and whether
+// entries it had yet to read were trimmed meanwhile: the Broker interface
+// has no way to tell the Hub, whose subscribers on this node miss them.
+func (b *Broker) resumed(ctx context.Context, f *feed) {
+	b.logger().Info("sseredis: feed reading again", "topic", f.topic, "after", f.last)
+	last, _ := parseID(f.last)
+	if st, err := b.Client.XInfoStream(ctx, f.key).Result(); err == nil {
+		if err := lost(st, last); err != nil {
+			b.logger().Error("sseredis: feed fell behind the history kept: subscribers on this node missed events", "topic", f.topic, "after", f.last, "err", err)
 		}
 	}
 }

@@ -1,17 +1,25 @@
 package sseredis_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
+
+type silent struct{}
+
+func (silent) Printf(context.Context, string, ...any) {}
 
 // TestMain fails a passing run that leaves goroutines behind: every test
 // must stop the feeds, clients, servers and streams it started.
 func TestMain(m *testing.M) {
+	redis.SetLogger(silent{}) // dial errors while Redis restarts are expected
 	code := m.Run()
 	if code == 0 {
 		if leaked := leaked(5 * time.Second); leaked != "" {
