@@ -12,14 +12,19 @@ import (
 
 var benchMessage = sse.Message{Type: "chat", Data: []byte(`{"room":"lobby","from":"ann","text":"hello, world"}`)}
 
+// benchBroker is a Broker on a redis-server of the benchmark's own.
+func benchBroker(b *testing.B) *sseredis.Broker {
+	br := &sseredis.Broker{Client: startRedis(b, false).client(b), Logger: quiet}
+	b.Cleanup(func() { br.Close() })
+	b.ReportAllocs()
+	return br
+}
+
 // BenchmarkPublish measures Broker.Publish: one script run (XADD) per
 // event on a local redis-server over a unix socket, without persistence.
 func BenchmarkPublish(b *testing.B) {
-	srv := startRedis(b, false)
-	br := &sseredis.Broker{Client: srv.client(b), Logger: quiet}
-	defer br.Close()
+	br := benchBroker(b)
 	ctx := context.Background()
-	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := br.Publish(ctx, "t", benchMessage); err != nil {
 			b.Fatal(err)
@@ -30,11 +35,8 @@ func BenchmarkPublish(b *testing.B) {
 // BenchmarkPublishParallel is BenchmarkPublish from GOMAXPROCS publishers
 // sharing one Broker.
 func BenchmarkPublishParallel(b *testing.B) {
-	srv := startRedis(b, false)
-	br := &sseredis.Broker{Client: srv.client(b), Logger: quiet}
-	defer br.Close()
+	br := benchBroker(b)
 	ctx := context.Background()
-	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := br.Publish(ctx, "t", benchMessage); err != nil {
