@@ -130,16 +130,22 @@ type node struct {
 	broker *sseredis.Broker
 	client *redis.Client
 	ts     *httptest.Server
+	wrap   sse.Broker // when set, what the Hub uses in front of broker
 }
 
-func newNode(t testing.TB, s *redisServer, configure ...func(*sseredis.Broker)) *node {
+// newNode starts a node; configure may change its Broker, or set wrap,
+// before the Hub is made.
+func newNode(t testing.TB, s *redisServer, configure ...func(*node)) *node {
 	t.Helper()
 	n := &node{client: s.client(t)}
 	n.broker = &sseredis.Broker{Client: n.client, Block: 200 * time.Millisecond, Logger: quiet}
 	for _, f := range configure {
-		f(n.broker)
+		f(n)
 	}
 	n.hub = &sse.Hub{Broker: n.broker, Logger: quiet}
+	if n.wrap != nil {
+		n.hub.Broker = n.wrap
+	}
 	n.ts = httptest.NewServer(n.hub)
 	t.Cleanup(n.shutdown)
 	return n
