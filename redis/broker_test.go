@@ -514,3 +514,41 @@ func TestLaggingFeedNoDuplicate(t *testing.T) {
 		s.silent(t, 200*time.Millisecond)
 	}
 }
+
+// A client of several topics resumes from one id on another node: ids are
+// unique across topics, so the replay holds exactly the later events of
+// each, in publish order.
+func TestMultiTopicResume(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t, false)
+	a, b := newNode(t, srv), newNode(t, srv)
+	var ids []string
+	for i := range 50 { // many in one millisecond: Redis's own ids would collide across streams
+		ids = append(ids, a.publish(t, "ab"[i%2:i%2+1], fmt.Sprint(i+1))...)
+	}
+	c := b.subscribe(t, "topic=a&topic=b", ids[9])
+	c.expect(t, names("", 50)[10:]...)
+	c.silent(t, 200*time.Millisecond)
+}
+
+// MaxLen bounds each stream approximately; negative never trims.
+func TestMaxLen(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t, false)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		maxLen   int64
+		min, max int64
+	}{{-1, 1000, 1000}, {10, 10, 999}, {0, 1000, 1000}} {
+		br := &sseredis.Broker{Client: srv.client(t), Prefix: fmt.Sprint(tt.maxLen, ":"), MaxLen: tt.maxLen}
+		for range 1000 {
+			if _, err := br.Publish(ctx, "t", sse.Message{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if l := srv.client(t).XLen(ctx, fmt.Sprint(tt.maxLen, ":topic:t")).Val(); l < tt.min || l > tt.max {
+			t.Errorf("MaxLen %d: %d entries", tt.maxLen, l)
+		}
+		br.Close()
+	}
+}
