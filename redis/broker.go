@@ -105,6 +105,8 @@ type Broker struct {
 	wg     sync.WaitGroup // running feeds
 }
 
+var _ sse.Broker = (*Broker)(nil)
+
 type feed struct {
 	topic   string
 	key     string
@@ -289,6 +291,12 @@ func (b *Broker) run(ctx context.Context, f *feed) {
 		res, err := b.Client.XRead(ctx, &redis.XReadArgs{Streams: []string{f.key, f.last}, Count: 1024, Block: b.block()}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, redis.ErrClosed) {
+				// Nothing to wait for: the application closed the client
+				// before the Broker, on its way out.
+				b.logger().Error("sseredis: feed stopped: the Redis client is closed", "topic", f.topic)
 				return
 			}
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
