@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,7 +135,7 @@ func TestHistoryGapResets(t *testing.T) {
 		if e.id != want {
 			t.Errorf("%s: reset carries id %q, want %q", tt.name, e.id, want)
 		}
-		if !contains(e.data, "sseredis:") {
+		if !strings.Contains(e.data, "sseredis:") {
 			t.Errorf("%s: reset data %q does not say why", tt.name, e.data)
 		}
 	}
@@ -232,11 +233,11 @@ func TestPublishErrors(t *testing.T) {
 		t.Errorf("publish without client: %v", err)
 	}
 	n.client.Set(ctx, "sse:topic:string", "not a stream", 0)
-	if _, err := n.hub.Publish(ctx, "string", sse.Message{Data: []byte("x")}); err == nil || !contains(err.Error(), "WRONGTYPE") {
+	if _, err := n.hub.Publish(ctx, "string", sse.Message{Data: []byte("x")}); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Errorf("publish to a key that is not a stream: %v", err)
 	}
 	srv.stop(syscall.SIGKILL)
-	if _, err := n.hub.Publish(ctx, "t", sse.Message{Data: []byte("x")}); err == nil || !contains(err.Error(), "sseredis:") {
+	if _, err := n.hub.Publish(ctx, "t", sse.Message{Data: []byte("x")}); err == nil || !strings.Contains(err.Error(), "sseredis:") {
 		t.Errorf("publish with Redis down: %v", err)
 	}
 	if _, err := n.broker.Subscribe(ctx, "t", func(sse.Entry) {}); err == nil {
@@ -319,22 +320,13 @@ func TestRedisRestart(t *testing.T) {
 				next++
 				continue
 			}
-			if !strings.Contains(e.data, ".") || slicesContains(acked[next:], e.data) {
+			if !strings.Contains(e.data, ".") || slices.Contains(acked[next:], e.data) {
 				t.Fatalf("subscriber %d: got %q, want %q (acknowledged %d of %d)", i, e.data, acked[next], next, len(acked))
 			}
 			// A publish that failed but that Redis had taken.
 		}
 		s.silent(t, 300*time.Millisecond)
 	}
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Publishers on both nodes at once: every subscriber, on either node, live
