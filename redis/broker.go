@@ -1,0 +1,482 @@
+// Package sseredis is an [sse.Broker] on Redis Streams, so that several
+// servers behind a load balancer share one history: an event published on
+// any node reaches the subscribers of every node, and a client that
+// reconnects to another node resumes there without loss.
+//
+// Every topic is one stream, and a stream entry's id ("<ms>-<seq>") is the
+// event's id. Each node reads a topic with one blocking XREAD, whatever its
+// number of subscribers, and its Hub fans the entries out.
+package sseredis
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/b2ce5911/sse"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of [Broker].
+const (
+	DefaultPrefix = "sse:"
+	DefaultMaxLen = 10000
+	DefaultBlock  = 5 * time.Second
+)
+
+// Errors of [Broker].
+var (
+	// ErrClosed is returned by Publish and Subscribe once the Broker is
+	// closed.
+	ErrClosed = errors.New("sseredis: broker closed")
+	// ErrOwnID is returned by Publish for a Message whose ID is set:
+	// Redis assigns the ids, which are what Replay and the feeds order
+	// events by, so an id of the publisher's own cannot be kept.
+	ErrOwnID = errors.New("sseredis: a message ID cannot be set: Redis assigns the event ids")
+	// ErrNoClient is returned when Broker.Client is nil.
+	ErrNoClient = errors.New("sseredis: Broker.Client is nil")
+)
+
+// emptyPosition is the position of a topic whose stream does not exist:
+// every entry Redis will ever add to it comes after it.
+const emptyPosition = "0-0"
+
+// Broker implements [sse.Broker] on Redis Streams. Give each [sse.Hub] one
+// of its own; every node of a deployment uses the same Redis and Prefix.
+//
+// Keys: topic T is the stream Prefix+"topic:"+T, and Prefix+"lastid" holds
+// the last id given out. Publish runs a script that picks an id the way
+// XADD "*" does (server time in ms, then a sequence) but across all topics
+// of the Prefix, and XADDs the event with an approximate MAXLEN bound: so
+// ids are unique across topics and in publish order, and a client of
+// several topics resumes correctly from one id. Streams must be written
+// through a Broker only. On Redis Cluster, put a hash tag in Prefix
+// ("{sse}:") so that all the keys are in one slot.
+//
+// Subscribe starts one goroutine per call that reads the topic with XREAD
+// BLOCK and, on a Redis error, retries with backoff from the last id it
+// delivered, so a feed survives a Redis restart without loss or duplicate,
+// as far as Redis kept what it acknowledged: run it with appendonly yes
+// and appendfsync always for that guarantee. Replay is XRANGE after the
+// given id, and answers [sse.ErrHistoryGap] for an id that is malformed,
+// unknown to the topics, or older than entries Redis no longer keeps.
+//
+// Each feed holds one of Client's pooled connections while it blocks, so
+// the pool must be larger than the number of topics a node serves at
+// once. go-redis retries a command whose reply it lost (Client's
+// MaxRetries): for a publish that can store the event twice if Redis had
+// taken it. Set MaxRetries to -1 for at-most-once publishes and let the
+// publisher retry on error (its event is then stored at most once per
+// call); the feeds retry on their own.
+//
+// It needs Redis 7.0 or later (XINFO STREAM's entries-added and
+// max-deleted-entry-id tell trimmed history). The zero value with Client
+// set is ready to use. Set the fields before first use; all methods are
+// safe for concurrent use.
+type Broker struct {
+	// Client is the Redis connection; required. The Broker does not close
+	// it.
+	Client redis.UniversalClient
+	// Prefix starts every key of the Broker; "" means DefaultPrefix.
+	// Nodes that share events use the same Prefix.
+	Prefix string
+	// MaxLen bounds each stream, approximately (XADD MAXLEN ~): Redis
+	// trims whole nodes of entries, so a stream may hold somewhat more.
+	// 0 means DefaultMaxLen; a negative value never trims.
+	MaxLen int64
+	// Block is how long one XREAD waits for new entries; 0 means
+	// DefaultBlock. A feed whose context ends stops when its XREAD
+	// returns, so this bounds how long Close waits.
+	Block time.Duration
+	// Logger receives the Redis errors feeds retry; nil means
+	// slog.Default().
+	Logger *slog.Logger
+
+	mu     sync.Mutex // guards the fields below
+	closed bool
+	feeds  map[*feed]struct{}
+	wg     sync.WaitGroup // running feeds
+}
+
+var _ sse.Broker = (*Broker)(nil)
+
+type feed struct {
+	topic   string
+	key     string
+	last    string // id of the newest entry delivered, or the start position
+	deliver func(sse.Entry)
+	stop    context.CancelFunc
+}
+
+// key is the stream of topic.
+func (b *Broker) key(topic string) string {
+	return b.prefix() + "topic:" + topic
+}
+
+// idKey holds the last id given out, for every topic of the Prefix.
+func (b *Broker) idKey() string {
+	return b.prefix() + "lastid"
+}
+
+func (b *Broker) prefix() string {
+	if b.Prefix == "" {
+		return DefaultPrefix
+	}
+	return b.Prefix
+}
+
+func (b *Broker) logger() *slog.Logger {
+	if b.Logger != nil {
+		return b.Logger
+	}
+	return slog.Default()
+}
+
+func (b *Broker) block() time.Duration {
+	if b.Block <= 0 {
+		return DefaultBlock
+	}
+	return b.Block
+}
+
+// check reports why the Broker cannot be used, if it cannot.
+func (b *Broker) check() error {
+	if b.Client == nil {
+		return ErrNoClient
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Publish implements [sse.Broker]: it appends m to the topic's stream and
+// returns the entry id, which is the event id. m.Retry and m.Comment are not
+// stored (they concern one connection); a set m.ID gives [ErrOwnID]. An
+// error means Redis did not acknowledge the event: it may or may not have
+// been stored.
+func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (string, error) {
+	if m.ID != "" {
+		return "", ErrOwnID
+	}
+	if err := b.check(); err != nil {
+		return "", err
+	}
+	maxLen := b.MaxLen
+	if maxLen == 0 {
+		maxLen = DefaultMaxLen
+	}
+	args := append([]any{maxLen}, fields(m)...)
+	id, err := publish.Run(ctx, b.Client, []string{b.key(topic), b.idKey()}, args...).Text()
+	if err != nil {
+		return "", fmt.Errorf("sseredis: publish on %q: %w", topic, err)
+	}
+	return id, nil
+}
+
+// publish is XADD with an id that is unique across the streams of a
+// Prefix, and greater than every id given before: Redis's own "*" ids are
+// only unique within a stream, and a client subscribed to several topics
+// resumes from one id, which must place it in all of them. The id is made
+// as Redis makes its own, from the server's clock, keeping the last one in
+// KEYS[2]. ARGV[1] is the MAXLEN bound (negative: none); then the fields.
+var publish = redis.NewScript(`
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local seq = 0
+local last = redis.call('GET', KEYS[2])
+if last then
+	local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
+	lms, lseq = tonumber(lms), tonumber(lseq)
+	if lms >= ms then
+		ms, seq = lms, lseq + 1
+	end
+end
+local id = string.format('%.0f-%.0f', ms, seq)
+local maxlen = tonumber(ARGV[1])
+if maxlen >= 0 then
+	redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 2))
+else
+	redis.call('XADD', KEYS[1], id, unpack(ARGV, 2))
+end
+redis.call('SET', KEYS[2], id)
+return id
+`)
+
+// fields is how m is stored in an entry. Data is always there, since an
+// entry needs a field; type only when set.
+func fields(m sse.Message) []any {
+	if m.Type == "" {
+		return []any{"data", m.Data}
+	}
+	return []any{"type", m.Type, "data", m.Data}
+}
+
+// entry reads back what fields stored. Entries written by others without
+// these fields come as events without data rather than not at all: a
+// feed must not skip an id the Hub may be waiting for.
+func entry(topic string, x redis.XMessage) sse.Entry {
+	e := sse.Entry{Topic: topic, Message: sse.Message{ID: x.ID}}
+	if t, ok := x.Values["type"].(string); ok {
+		e.Type = t
+	}
+	if d, ok := x.Values["data"].(string); ok {
+		e.Data = []byte(d)
+	}
+	return e
+}
+
+// Subscribe implements [sse.Broker]. It returns the id of the topic's
+// newest entry; for a stream without entries, the id Redis generated last;
+// for a topic without stream, "0-0". Its feed reads from there, in a
+// goroutine of its own, until ctx ends or the Broker closes; deliver is
+// not called after that.
+func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.Entry)) (string, error) {
+	if err := b.check(); err != nil {
+		return "", err
+	}
+	key := b.key(topic)
+	st, err := b.Client.XInfoStream(ctx, key).Result()
+	pos := emptyPosition
+	switch {
+	case err == nil:
+		pos = head(st)
+	case !isNoSuchKey(err):
+		return "", fmt.Errorf("sseredis: subscribe to %q: %w", topic, err)
+	}
+	fctx, stop := context.WithCancel(ctx)
+	f := &feed{topic: topic, key: key, last: pos, deliver: deliver, stop: stop}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		stop()
+		return "", ErrClosed
+	}
+	if b.feeds == nil {
+		b.feeds = make(map[*feed]struct{})
+	}
+	b.feeds[f] = struct{}{}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	go b.run(fctx, f)
+	return pos, nil
+}
+
+// Retry delays of a feed after a Redis error.
+const (
+	minBackoff = 10 * time.Millisecond
+	maxBackoff = time.Second
+)
+
+// run is the feed f: XREAD BLOCK from the last id delivered, forever.
+func (b *Broker) run(ctx context.Context, f *feed) {
+	defer b.wg.Done()
+	defer func() {
+		f.stop()
+		b.mu.Lock()
+		delete(b.feeds, f)
+		b.mu.Unlock()
+	}()
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		res, err := b.Client.XRead(ctx, &redis.XReadArgs{Streams: []string{f.key, f.last}, Count: 1024, Block: b.block()}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, redis.ErrClosed) {
+				// Nothing to wait for: the application closed the client
+				// before the Broker, on its way out.
+				b.logger().Error("sseredis: feed stopped: the Redis client is closed", "topic", f.topic)
+				return
+			}
+			backoff = min(max(2*backoff, minBackoff), maxBackoff)
+			b.logger().Warn("sseredis: feed read failed; retrying", "topic", f.topic, "after", f.last, "in", backoff, "err", err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		if backoff > 0 {
+			backoff = 0
+			b.resumed(ctx, f)
+		}
+		for _, s := range res {
+			for _, x := range s.Messages {
+				if ctx.Err() != nil {
+					return
+				}
+				f.deliver(entry(f.topic, x))
+				f.last = x.ID
+			}
+		}
+	}
+}
+
+// resumed logs that f reads again after Redis errors, and whether
+// entries it had yet to read were trimmed meanwhile: the Broker interface
+// has no way to tell the Hub, whose subscribers on this node miss them.
+func (b *Broker) resumed(ctx context.Context, f *feed) {
+	b.logger().Info("sseredis: feed reading again", "topic", f.topic, "after", f.last)
+	last, _ := parseID(f.last)
+	if st, err := b.Client.XInfoStream(ctx, f.key).Result(); err == nil {
+		if err := lost(st, last); err != nil {
+			b.logger().Error("sseredis: feed fell behind the history kept: subscribers on this node missed events", "topic", f.topic, "after", f.last, "err", err)
+		}
+	}
+}
+
+// head is the position of a stream: its newest entry, or when it has none
+// left the last id Redis generated, which nothing to come can precede.
+func head(st *redis.XInfoStream) string {
+	if st.Length > 0 && st.LastEntry.ID != "" {
+		return st.LastEntry.ID
+	}
+	if st.LastGeneratedID == "" {
+		return emptyPosition
+	}
+	return st.LastGeneratedID
+}
+
+func isNoSuchKey(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "no such key")
+}
+
+// Replay implements [sse.Broker]. Each topic is read atomically (XINFO
+// STREAM and XRANGE in one MULTI), the topics one after the other; events
+// of several topics are merged by id, which for Redis ids is time order.
+// It answers an error wrapping [sse.ErrHistoryGap] when after is not a
+// stream id, when no topic knows it (not an entry, nor a position given
+// out), or when a topic lost entries after it (trimmed or deleted); other
+// errors are Redis's.
+func (b *Broker) Replay(ctx context.Context, topics []string, after string) ([]sse.Entry, []string, error) {
+	if b.Client == nil {
+		return nil, nil, ErrNoClient
+	}
+	a, ok := parseID(after)
+	if !ok || a == maxID {
+		return nil, nil, errors.Join(sse.ErrHistoryGap, fmt.Errorf("sseredis: last event ID %q is not a stream id", after))
+	}
+	known := a == streamID{}
+	heads := make([]string, len(topics))
+	type sorted struct {
+		id streamID
+		sse.Entry
+	}
+	var all []sorted
+	for i, topic := range topics {
+		key := b.key(topic)
+		pipe := b.Client.TxPipeline()
+		info := pipe.XInfoStream(ctx, key)
+		at := pipe.XRangeN(ctx, key, after, after, 1)
+		rest := pipe.XRange(ctx, key, "("+after, "+")
+		_, _ = pipe.Exec(ctx) // errors are the commands'
+		for _, err := range []error{info.Err(), at.Err(), rest.Err()} {
+			if err != nil && !isNoSuchKey(err) {
+				return nil, nil, fmt.Errorf("sseredis: replay of %q: %w", topic, err)
+			}
+		}
+		if info.Err() != nil {
+			heads[i] = emptyPosition // no stream, so nothing to replay either
+			continue
+		}
+		st := info.Val()
+		if err := lost(st, a); err != nil {
+			return nil, nil, errors.Join(sse.ErrHistoryGap, fmt.Errorf("sseredis: topic %q: %w", topic, err))
+		}
+		known = known || len(at.Val()) > 0 || after == st.LastGeneratedID || after == st.MaxDeletedEntryID
+		for _, x := range rest.Val() {
+			id, _ := parseID(x.ID)
+			all = append(all, sorted{id, entry(topic, x)})
+		}
+		heads[i] = head(st)
+	}
+	if !known {
+		return nil, nil, errors.Join(sse.ErrHistoryGap, fmt.Errorf("sseredis: last event ID %q is unknown to topics %q", after, topics))
+	}
+	if len(topics) > 1 {
+		slices.SortStableFunc(all, func(x, y sorted) int { return x.id.compare(y.id) })
+	}
+	entries := make([]sse.Entry, len(all))
+	for i, s := range all {
+		entries[i] = s.Entry
+	}
+	return entries, heads, nil
+}
+
+// lost tells whether the stream st no longer holds some entry after a.
+// Trimming leaves no trace but entries-added exceeding the length, and the
+// trimmed entries all precede the first one kept; XDEL records the
+// greatest id it removed.
+func lost(st *redis.XInfoStream, a streamID) error {
+	if md, ok := parseID(st.MaxDeletedEntryID); ok && a.compare(md) < 0 {
+		return errors.New("entries after the last event ID were deleted")
+	}
+	if st.EntriesAdded > st.Length {
+		oldest := st.LastGeneratedID // nothing left: everything up to it went
+		if st.Length > 0 {
+			oldest = st.FirstEntry.ID
+		}
+		if o, ok := parseID(oldest); ok && a.compare(o) < 0 {
+			return errors.New("the last event ID is older than the history kept")
+		}
+	}
+	return nil
+}
+
+// Close implements [sse.Broker]: it stops every feed, waits until they
+// have returned (at most about Block), and makes later Publish and
+// Subscribe calls fail with [ErrClosed]. It does not close Client.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	for f := range b.feeds {
+		f.stop()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+	return nil
+}
+
+// streamID is a parsed Redis stream entry id.
+type streamID struct{ ms, seq uint64 }
+
+var maxID = streamID{^uint64(0), ^uint64(0)}
+
+// parseID reads "<ms>-<seq>" in the canonical form Redis writes, so that
+// equal ids are equal strings.
+func parseID(s string) (streamID, bool) {
+	ms, seq, ok := strings.Cut(s, "-")
+	if !ok {
+		return streamID{}, false
+	}
+	var id streamID
+	var err error
+	if id.ms, err = strconv.ParseUint(ms, 10, 64); err != nil || strconv.FormatUint(id.ms, 10) != ms {
+		return streamID{}, false
+	}
+	if id.seq, err = strconv.ParseUint(seq, 10, 64); err != nil || strconv.FormatUint(id.seq, 10) != seq {
+		return streamID{}, false
+	}
+	return id, true
+}
+
+func (a streamID) compare(b streamID) int {
+	if c := cmp.Compare(a.ms, b.ms); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.seq, b.seq)
+}

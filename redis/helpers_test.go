@@ -1,0 +1,275 @@
+package sseredis_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/b2ce5911/sse"
+	sseredis "github.com/b2ce5911/sse/redis"
+	"github.com/redis/go-redis/v9"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// redisServer is a redis-server of one test, on a unix socket in a
+// directory of its own; TCP is off.
+type redisServer struct {
+	t       *testing.T
+	dir     string
+	sock    string
+	persist bool
+	cmd     *exec.Cmd
+	exited  chan struct{}
+}
+
+// startRedis starts a redis-server, and stops it when the test ends. With
+// persist, every write is in the append-only file before Redis answers it.
+func startRedis(t testing.TB, persist bool) *redisServer {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server is not on PATH: install it (apt-get install -y redis-server, or run scripts/test as root)")
+	}
+	dir, err := os.MkdirTemp("", "sseredis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s := &redisServer{dir: dir, sock: filepath.Join(dir, "redis.sock"), persist: persist}
+	s.start(t)
+	t.Cleanup(func() { s.stop(syscall.SIGKILL) })
+	return s
+}
+
+func (s *redisServer) start(t testing.TB) {
+	t.Helper()
+	aof := "no"
+	if s.persist {
+		aof = "yes"
+	}
+	s.cmd = exec.Command("redis-server", "--port", "0", "--unixsocket", s.sock, "--unixsocketperm", "700",
+		"--dir", s.dir, "--save", "", "--appendonly", aof, "--appendfsync", "always", "--loglevel", "warning")
+	out, err := os.Create(filepath.Join(s.dir, "redis.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	s.cmd.Stdout, s.cmd.Stderr = out, out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("starting redis-server: %v", err)
+	}
+	exited := make(chan struct{})
+	s.exited = exited
+	go func() {
+		s.cmd.Wait()
+		close(exited)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.ping() {
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			t.Fatalf("redis-server exited: %s", log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("redis-server does not answer PING")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (s *redisServer) ping() bool {
+	c, err := net.DialTimeout("unix", s.sock, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(c, "PING\r\n"); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && line == "+PONG\r\n"
+}
+
+// stop signals redis-server and waits until it has exited.
+func (s *redisServer) stop(sig os.Signal) {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(sig)
+	<-s.exited
+	s.cmd = nil
+}
+
+// client is a go-redis client of s. MaxRetries is off so that a publish
+// Redis did not acknowledge is not sent again behind the caller's back.
+func (s *redisServer) client(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Network: "unix", Addr: s.sock, MaxRetries: -1, PoolSize: 32})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// node is one server of a deployment: a Hub with its own Broker and Redis
+// client, served over HTTP on loopback.
+type node struct {
+	hub    *sse.Hub
+	broker *sseredis.Broker
+	client *redis.Client
+	ts     *httptest.Server
+	wrap   sse.Broker // when set, what the Hub uses in front of broker
+}
+
+// newNode starts a node; configure may change its Broker, or set wrap,
+// before the Hub is made.
+func newNode(t testing.TB, s *redisServer, configure ...func(*node)) *node {
+	t.Helper()
+	n := &node{client: s.client(t)}
+	n.broker = &sseredis.Broker{Client: n.client, Block: 200 * time.Millisecond, Logger: quiet}
+	for _, f := range configure {
+		f(n)
+	}
+	n.hub = &sse.Hub{Broker: n.broker, Logger: quiet}
+	if n.wrap != nil {
+		n.hub.Broker = n.wrap
+	}
+	n.ts = httptest.NewServer(n.hub)
+	t.Cleanup(n.shutdown)
+	return n
+}
+
+// shutdown stops the node as a server process would: Hub, Broker, Redis
+// client, HTTP server. It can be called more than once.
+func (n *node) shutdown() {
+	n.hub.Close()
+	n.broker.Close()
+	n.client.Close()
+	n.ts.Close()
+}
+
+func (n *node) publish(t testing.TB, topic string, data ...string) []string {
+	t.Helper()
+	var ids []string
+	for _, d := range data {
+		id, err := n.hub.Publish(context.Background(), topic, sse.Message{Data: []byte(d)})
+		if err != nil {
+			t.Fatalf("publish %q: %v", d, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+type event struct{ id, typ, data string }
+
+// stream is a client's event stream, decoded by sse.Decoder.
+type stream struct {
+	events chan event
+	body   io.Closer
+	cancel context.CancelFunc
+}
+
+// subscribe opens a stream of n's Hub and returns once the Hub has
+// registered it, so that what is published next reaches it. lastID, when
+// not empty, is sent as Last-Event-ID.
+func (n *node) subscribe(t testing.TB, query, lastID string) *stream {
+	t.Helper()
+	before := n.hub.Stats().Subscriptions
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.ts.URL+"?"+query, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := n.ts.Client().Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		cancel()
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	s := &stream{events: make(chan event, 1<<14), body: resp.Body, cancel: cancel}
+	go func() {
+		defer close(s.events)
+		d := sse.NewDecoder(resp.Body)
+		for {
+			e, err := d.Decode()
+			if err != nil {
+				return
+			}
+			s.events <- event{e.ID, e.Type, string(e.Bytes())}
+		}
+	}()
+	t.Cleanup(s.close)
+	for n.hub.Stats().Subscriptions == before {
+		time.Sleep(time.Millisecond)
+	}
+	return s
+}
+
+func (s *stream) close() {
+	s.cancel()
+	s.body.Close()
+}
+
+// next returns the stream's next event; it fails the test after 10s.
+func (s *stream) next(t testing.TB) event {
+	t.Helper()
+	select {
+	case e, ok := <-s.events:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return e
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10s")
+	}
+	panic("unreachable")
+}
+
+// expect reads len(want) events and checks their data.
+func (s *stream) expect(t testing.TB, want ...string) []event {
+	t.Helper()
+	var got []event
+	for _, w := range want {
+		e := s.next(t)
+		if e.data != w || e.typ != "message" {
+			t.Fatalf("got %+v after %v, want data %q", e, got, w)
+		}
+		got = append(got, e)
+	}
+	return got
+}
+
+// silent checks that nothing more comes within d.
+func (s *stream) silent(t testing.TB, d time.Duration) {
+	t.Helper()
+	select {
+	case e, ok := <-s.events:
+		if ok {
+			t.Fatalf("unexpected event %+v", e)
+		}
+	case <-time.After(d):
+	}
+}
+
+func names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d", prefix, i+1)
+	}
+	return out
+}
