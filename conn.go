@@ -158,7 +158,8 @@ func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
 // [Conn.WritePrepared] without encoding it again. It is immutable and safe
 // for concurrent use.
 type PreparedMessage struct {
-	data []byte
+	data      []byte
+	id, topic string // where a Hub got it from, to tell replayed from live
 }
 
 // NewPreparedMessage encodes m. An invalid field returns an error wrapping

@@ -79,6 +79,7 @@ type Hub struct {
 	mu     sync.Mutex // guards the fields below
 	topics map[string]*hubTopic
 	subs   map[*subscriber]struct{}
+	live   int    // subscribers caught up
 	last   string // id of the newest event delivered, for reset events
 	closed bool
 
@@ -88,25 +89,35 @@ type Hub struct {
 type hubTopic struct {
 	name   string
 	subs   map[*subscriber]struct{}
-	cursor string // id of the newest event the feed delivered, or its start
+	cursor string        // id of the newest event the feed delivered, or where it started
+	fed    bool          // the feed has delivered an event
+	start  string        // where the feed started, once ready
+	ready  chan struct{} // closed when Broker.Subscribe has returned
+	err    error         // why the feed could not start
 	stop   context.CancelFunc
 }
 
+// A subscriber's fields are guarded by Hub.mu, except evicted, and except
+// backlog, which its writer owns once catchUp has returned.
 type subscriber struct {
 	conn    *Conn
 	topics  []string
+	feeds   []*hubTopic // feeds[i] serves topics[i]
 	queue   chan *PreparedMessage
-	backlog []*PreparedMessage // replay, written before the queue
+	base    map[string]string  // topic → position before the first event queued for it
+	last    string             // Hub.last when it registered
+	backlog []*PreparedMessage // position, reset or replay: written before the queue
 	skip    map[string]string  // topic → id: live events up to it came by replay
-	gone    bool               // removed from the Hub; guarded by Hub.mu
+	gone    bool               // removed from the Hub
+	live    bool               // caught up: every later event reaches it; counted in Stats
 	evicted atomic.Bool
 }
 
 // HubStats are counters for metrics.
 type HubStats struct {
-	Subscribers   int   // connected now
+	Subscribers   int   // connected now, and receiving every event of their topics
 	Topics        int   // with at least one subscriber now
-	Subscriptions int64 // subscribers accepted since the Hub started
+	Subscriptions int64 // subscribers that reached that point since the Hub started
 	Published     int64 // events published through this Hub
 	Delivered     int64 // events queued for a subscriber (each subscriber counts)
 	Evicted       int64 // subscribers cut off for not keeping up
@@ -138,7 +149,7 @@ func (h *Hub) Stats() HubStats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return HubStats{
-		Subscribers:   len(h.subs),
+		Subscribers:   h.live,
 		Topics:        len(h.topics),
 		Subscriptions: h.subscribed.Load(),
 		Published:     h.published.Load(),
@@ -179,8 +190,11 @@ func (h *Hub) deliver(t *hubTopic, e Entry) {
 	if h.topics[t.name] != t {
 		return // the topic's last subscriber left
 	}
-	t.cursor = e.ID
+	t.cursor, t.fed = e.ID, true
 	h.last = e.ID
+	if pm != nil {
+		pm.id, pm.topic = e.ID, t.name
+	}
 	if err != nil {
 		// Not ours to lose silently: a Broker handed over an event that
 		// cannot be encoded. Cut the subscribers off so they resync.
@@ -221,14 +235,13 @@ func (h *Hub) removeLocked(s *subscriber) {
 	}
 	s.gone = true
 	delete(h.subs, s)
-	for _, name := range s.topics {
-		t := h.topics[name]
-		if t == nil {
-			continue
-		}
+	if s.live {
+		h.live--
+	}
+	for _, t := range s.feeds {
 		delete(t.subs, s)
-		if len(t.subs) == 0 {
-			delete(h.topics, name)
+		if len(t.subs) == 0 && h.topics[t.name] == t && t.stop != nil {
+			delete(h.topics, t.name) // a feed still starting is stopped by startFeed
 			t.stop()
 		}
 	}
@@ -268,7 +281,9 @@ func (h *Hub) Serve(c *Conn, topics ...string) error {
 		return errNoTopic
 	}
 	s := &subscriber{conn: c, topics: topics, queue: make(chan *PreparedMessage, orDefaultInt(h.QueueSize, DefaultQueueSize))}
-	if err := h.add(s); err != nil {
+	starting, err := h.register(s)
+	if err != nil {
+		c.Close()
 		return err
 	}
 	defer h.active.Done()
@@ -278,56 +293,117 @@ func (h *Hub) Serve(c *Conn, topics ...string) error {
 		h.mu.Unlock()
 		c.Close()
 	}()
+	for _, t := range starting {
+		h.startFeed(t)
+	}
+	if err := h.catchUp(s); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	if !s.gone {
+		s.live = true
+		h.live++
+		h.subscribed.Add(1)
+	}
+	h.mu.Unlock()
 	return h.write(s)
 }
 
-// add registers s and prepares its replay, atomically with respect to the
-// feeds: an event is either in the replay, or queued live, never both.
-func (h *Hub) add(s *subscriber) error {
+// register adds s to its topics, from which point every event their feeds
+// deliver is queued for it, and returns the feeds it must start. It makes
+// no call to the Broker: the Hub's lock is never held across one.
+func (h *Hub) register(s *subscriber) ([]*hubTopic, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return ErrHubClosed
+		return nil, ErrHubClosed
 	}
-	ctx := s.conn.ctx
+	var starting []*hubTopic
+	s.base = make(map[string]string, len(s.topics))
 	for _, name := range s.topics {
 		t := h.topics[name]
 		if t == nil {
-			feedCtx, stop := context.WithCancel(context.Background())
-			t = &hubTopic{name: name, subs: make(map[*subscriber]struct{}), stop: stop}
-			cursor, err := h.broker.Subscribe(feedCtx, name, func(e Entry) { h.deliver(t, e) })
-			if err != nil {
-				stop()
-				h.removeLocked(s)
-				return err
-			}
-			t.cursor = cursor
+			t = &hubTopic{name: name, subs: make(map[*subscriber]struct{}), ready: make(chan struct{})}
 			h.topics[name] = t
+			starting = append(starting, t)
 		}
 		t.subs[s] = struct{}{}
+		s.feeds = append(s.feeds, t)
+		if t.fed || isClosed(t.ready) {
+			s.base[name] = t.cursor
+		} // else the feed's start, once known
 	}
+	s.last = h.last
 	h.subs[s] = struct{}{}
 	h.active.Add(1)
-	h.subscribed.Add(1)
+	return starting, nil
+}
 
+// startFeed subscribes the Hub to t's events on the Broker.
+func (h *Hub) startFeed(t *hubTopic) {
+	ctx, stop := context.WithCancel(context.Background())
+	start, err := h.broker.Subscribe(ctx, t.name, func(e Entry) { h.deliver(t, e) })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t.start, t.stop, t.err = start, stop, err
+	if !t.fed {
+		t.cursor = start
+	}
+	if err != nil || len(t.subs) == 0 {
+		// A feed that failed, or that no one waits for any more, stops;
+		// the next subscriber of the topic starts a new one.
+		stop()
+		if h.topics[t.name] == t {
+			delete(h.topics, t.name)
+		}
+	}
+	close(t.ready)
+}
+
+// catchUp prepares what s receives before its queue: its position, a
+// reset, or the events it missed. The Broker is asked without the Hub's
+// lock; meanwhile live events queue up, and are then reconciled with the
+// replay by id: an event is either replayed or live, never both.
+func (h *Hub) catchUp(s *subscriber) error {
+	for _, t := range s.feeds {
+		select {
+		case <-t.ready:
+		case <-s.conn.Done():
+			return nil // the client left while a feed was starting
+		}
+		if t.err != nil {
+			return t.err
+		}
+	}
 	after := s.conn.LastEventID()
+	h.mu.Lock()
+	for _, t := range s.feeds {
+		if _, ok := s.base[t.name]; !ok {
+			s.base[t.name] = t.start
+		}
+	}
 	if after == "" {
-		if id := h.resetID(s); id != "" {
+		if id := s.resetID(); id != "" {
 			s.backlog = append(s.backlog, &PreparedMessage{data: appendPosition(nil, id)})
 		}
+		h.mu.Unlock()
 		return nil
 	}
-	entries, heads, err := h.broker.Replay(ctx, s.topics, after)
+	h.mu.Unlock()
+
+	entries, heads, err := h.broker.Replay(s.conn.ctx, s.topics, after)
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.gone {
+		return h.writeErr(s, nil)
+	}
+	if err != nil && !errors.Is(err, ErrHistoryGap) {
+		return err
+	}
 	if err != nil {
-		if !errors.Is(err, ErrHistoryGap) {
-			h.active.Done()
-			h.removeLocked(s)
-			return err
-		}
-		reset, rerr := NewPreparedMessage(Message{ID: h.resetID(s), Type: orDefaultString(h.ResetType, DefaultResetType), Data: []byte(err.Error())})
+		reset, rerr := NewPreparedMessage(Message{ID: s.resetID(), Type: orDefaultString(h.ResetType, DefaultResetType), Data: []byte(err.Error())})
 		if rerr != nil {
-			h.active.Done()
-			h.removeLocked(s)
 			return rerr
 		}
 		s.backlog = append(s.backlog, reset)
@@ -340,32 +416,57 @@ func (h *Hub) add(s *subscriber) error {
 		}
 		s.backlog = append(s.backlog, pm)
 	}
+	// Live events queued during the replay; no feed adds any while the
+	// lock is held, and they fit back in since they came out of it.
+	var pending []*PreparedMessage
+	for len(s.queue) > 0 {
+		pending = append(pending, <-s.queue)
+	}
 	for i, name := range s.topics {
-		if i < len(heads) && heads[i] != h.topics[name].cursor {
-			// The store is ahead of the feed: what the replay holds, or
-			// what the client already had, must not come a second time.
+		if i >= len(heads) || heads[i] == s.base[name] {
+			continue // the replay ends where the live events begin
+		}
+		// The head came after the subscriber registered: the live events
+		// of the topic up to it are in the replay, or the client had them.
+		// Those queued already go; if the head is not among them, the feed
+		// lags behind the store and its events up to the head are skipped.
+		j := slices.IndexFunc(pending, func(pm *PreparedMessage) bool { return pm.topic == name && pm.id == heads[i] })
+		k := 0
+		for n, pm := range pending {
+			if pm.topic != name || (j >= 0 && n > j) {
+				pending[k] = pm
+				k++
+			}
+		}
+		clear(pending[k:])
+		pending = pending[:k]
+		if j < 0 {
 			if s.skip == nil {
 				s.skip = make(map[string]string)
 			}
 			s.skip[name] = heads[i]
 		}
 	}
+	for _, pm := range pending {
+		s.queue <- pm
+	}
 	return nil
 }
 
-// resetID is where the subscriber's live events start: the id a reset
-// event carries, and the position a new subscriber is told. With one topic that is exact; with several, whose order
-// only the Broker knows, the newest event delivered stands in, and at worst
-// the client is told to reset once more.
-func (h *Hub) resetID(s *subscriber) string {
-	if len(s.topics) == 1 || h.last == "" {
+// resetID is where s's live events start: the id a reset event carries,
+// and the position a new subscriber is told. With one topic that is exact;
+// with several, whose order only the Broker knows, the newest event the
+// Hub had delivered stands in, and at worst the client is told to reset
+// once more. The caller holds Hub.mu.
+func (s *subscriber) resetID() string {
+	if len(s.topics) == 1 || s.last == "" {
 		for _, name := range s.topics {
-			if c := h.topics[name].cursor; c != "" {
-				return c
+			if b := s.base[name]; b != "" {
+				return b
 			}
 		}
 	}
-	return h.last
+	return s.last
 }
 
 // write is the subscriber's writer: the backlog, then whatever is queued,

@@ -471,12 +471,14 @@ func TestHubPublishRejectsInvalidFields(t *testing.T) {
 	}
 }
 
-// laggingBroker holds its feeds' deliveries until release, as the feed of
-// a node that reads the shared store later than another node wrote it.
+// laggingBroker holds its feeds' deliveries until released, as the feed
+// of a node that reads the shared store later than another node wrote it;
+// beforeReplay, when set, runs as a Replay starts.
 type laggingBroker struct {
 	*sse.MemoryBroker
-	mu   sync.Mutex
-	held []func()
+	beforeReplay func()
+	mu           sync.Mutex
+	held         []func()
 }
 
 func (b *laggingBroker) Subscribe(ctx context.Context, topic string, deliver func(sse.Entry)) (string, error) {
@@ -487,10 +489,21 @@ func (b *laggingBroker) Subscribe(ctx context.Context, topic string, deliver fun
 	})
 }
 
-func (b *laggingBroker) release() {
+func (b *laggingBroker) Replay(ctx context.Context, topics []string, after string) ([]sse.Entry, []string, error) {
+	if b.beforeReplay != nil {
+		b.beforeReplay()
+	}
+	return b.MemoryBroker.Replay(ctx, topics, after)
+}
+
+// release delivers up to n held events (all when n < 0), in order.
+func (b *laggingBroker) release(n int) {
 	b.mu.Lock()
-	held := b.held
-	b.held = nil
+	if n < 0 || n > len(b.held) {
+		n = len(b.held)
+	}
+	held := b.held[:n]
+	b.held = b.held[n:]
 	b.mu.Unlock()
 	for _, f := range held {
 		f()
@@ -508,9 +521,9 @@ func TestHubLaggingFeedNoDuplicate(t *testing.T) {
 	ahead := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": {ids[1]}})
 	// And one that got only e1: it is replayed e2, which the feed has yet to deliver.
 	between := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": {ids[0]}})
-	b.release()
+	b.release(-1)
 	publish(t, h, "t", "e3")
-	b.release()
+	b.release(-1)
 	for _, tt := range []struct {
 		name string
 		d    *sse.Decoder
@@ -525,5 +538,47 @@ func TestHubLaggingFeedNoDuplicate(t *testing.T) {
 				t.Fatalf("%s: got %q, want %q", tt.name, got.data, w)
 			}
 		}
+	}
+}
+
+// TestHubReplayMeetsLiveEvents: events the feed delivers while a replay is
+// being read are queued live and also in the replay; each must reach the
+// client once, whether the feed is past the replay's end, or short of it.
+func TestHubReplayMeetsLiveEvents(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name     string
+		released int // held deliveries let through while the replay is read: of e2, e3
+	}{{"feed past the replay", 2}, {"feed half way", 1}, {"feed behind", 0}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := &laggingBroker{MemoryBroker: &sse.MemoryBroker{}}
+			h := &sse.Hub{Broker: b}
+			ts := hubServer(t, h)
+			live := subscribed(t, h, ts, "topic=t", nil)
+			e1 := publish(t, h, "t", "e1")
+			b.release(-1)
+			replayed := make(chan struct{})
+			b.beforeReplay = func() {
+				defer close(replayed)
+				publish(t, h, "t", "e2", "e3") // stored before the replay reads
+				b.release(tt.released)         // and some delivered live meanwhile
+			}
+			resumed := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": e1})
+			<-replayed
+			b.release(-1)
+			publish(t, h, "t", "e4")
+			b.release(-1)
+			for _, w := range []string{"e1", "e2", "e3", "e4"} {
+				if got := next(t, live); got.data != w {
+					t.Fatalf("live: got %q, want %q", got.data, w)
+				}
+			}
+			for _, w := range []string{"e2", "e3", "e4"} {
+				if got := next(t, resumed); got.data != w {
+					t.Fatalf("resumed: got %q, want %q", got.data, w)
+				}
+			}
+		})
 	}
 }

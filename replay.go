@@ -29,7 +29,16 @@ type Entry struct {
 // put the history in Redis, NATS or a database.
 //
 // A Broker must be safe for concurrent use. Ids are opaque to the Hub; the
-// Broker alone knows what order they stand in.
+// Broker alone knows what order they stand in. The Hub never holds its own
+// lock across a call to its Broker, so a slow store delays only the
+// subscriber that waits on it.
+//
+// One Last-Event-ID stands for a client's place in all of its topics. With
+// a Broker whose feeds of different topics are not delivered in one order
+// (one reader per topic, as in Redis Streams), a client of several topics
+// can resume after an event of one topic that a feed of another has not yet
+// delivered, and miss events there: serve one topic per stream with such a
+// Broker.
 type Broker interface {
 	// Publish stores m on topic and returns the id it is known by: m.ID
 	// when set (a Broker that cannot keep ids of its own must refuse them),
