@@ -6,6 +6,11 @@
 // Every topic is one stream, and a stream entry's id ("<ms>-<seq>") is the
 // event's id. Each node reads a topic with one blocking XREAD, whatever its
 // number of subscribers, and its Hub fans the entries out.
+//
+// Because each topic has a feed of its own, a node may deliver an event of
+// one topic before an older one of another; a client subscribed to several
+// topics in one stream could then resume past an event it never got (see
+// [sse.Broker]). Serve one topic per stream with this Broker.
 package sseredis
 
 import (
