@@ -369,7 +369,7 @@ func (h *Hub) catchUp(s *subscriber) error {
 		select {
 		case <-t.ready:
 		case <-s.conn.Done():
-			return nil // the client left while a feed was starting
+			return h.writeErr(s, nil) // it left, or was closed, while a feed was starting
 		}
 		if t.err != nil {
 			return t.err
