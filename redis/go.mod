@@ -7,6 +7,7 @@ replace github.com/b2ce5911/sse => ../
 require (
 	github.com/b2ce5911/sse v0.0.0
 	github.com/redis/go-redis/v9 v9.23.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (
