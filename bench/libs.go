@@ -194,7 +194,7 @@ func refHeaders(w http.ResponseWriter) {
 //   - go-sse: sse.Read, its parser (also under its Client's Connection).
 //   - r3labs: its Client.SubscribeRaw over an in-memory http.RoundTripper
 //     (its parser is not exported), without reconnection.
-//   - reference: RefParse, in memory.
+//   - reference: RefParse, from a bytes.Reader like the others.
 func Parse(lib string, stream []byte) (events, dataBytes int, err error) {
 	switch lib {
 	case Ours:
@@ -229,11 +229,11 @@ func Parse(lib string, stream []byte) (events, dataBytes int, err error) {
 		})
 		return events, dataBytes, err
 	case Reference:
-		RefParse(stream, func(_ []byte, n int) {
+		err := RefParse(bytes.NewReader(stream), func(_ []byte, n int) {
 			events++
 			dataBytes += n
 		})
-		return events, dataBytes, nil
+		return events, dataBytes, err
 	}
 	return 0, 0, errUnknown(lib)
 }

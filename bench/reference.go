@@ -1,6 +1,9 @@
 package bench
 
-import "bytes"
+import (
+	"bytes"
+	"io"
+)
 
 // RefAppend is the reference encoder, the physical limit of encoding: it
 // appends "id: …\nevent: …\ndata: …\n\n", one data line per LF in data.
@@ -32,42 +35,67 @@ func RefAppend(dst []byte, id, typ string, data []byte) []byte {
 	return append(dst, '\n', '\n')
 }
 
-// RefParse is the reference parser, the physical limit of parsing: it
-// walks an in-memory stream with no copying and no allocation, splits lines
-// on LF, CR and CRLF, and calls dispatch with the event's type and the
-// number of data bytes (lines joined by LF) at every blank line that ends
-// an event with data, as the spec says. It skips what a real client must
-// do: reading from a network stream, a leading BOM, the retry field,
-// the NUL rule for ids, fields without a colon ("data" alone), size limits,
-// and building the event's payload and id as strings.
-func RefParse(stream []byte, dispatch func(typ []byte, dataLen int)) {
-	lf, cr := -2, -2 // next LF and CR at or after the line start; -1: none
-	var typ []byte
+// RefParse is the reference parser, the physical limit of a client's
+// parsing: it reads the stream from r into one buffer (64 KiB, grown only
+// for a longer line), splits lines on LF, CR and CRLF with bytes.IndexByte
+// (remembering the next LF and CR, so each byte is searched once), and
+// calls dispatch with the event's type and the number of data bytes (lines
+// joined by LF) at every blank line that ends an event with data, as the
+// spec says. It does not allocate per event. It skips what a real client
+// must also do: a leading BOM, the retry field, the NUL rule for ids,
+// fields without a colon ("data" alone), a size limit, keeping the last
+// event id, and building the payload.
+func RefParse(r io.Reader, dispatch func(typ []byte, dataLen int)) error {
+	buf := make([]byte, 64<<10)
+	typ := make([]byte, 0, 64)
+	lf, cr := finder{pos: -1}, finder{pos: -1}
+	start, end, eof := 0, 0, false
 	dataLen, hasData := 0, false
-	for start := 0; start < len(stream); {
-		if lf != -1 && lf < start {
-			lf = indexFrom(stream, start, '\n')
-		}
-		if cr != -1 && cr < start {
-			cr = indexFrom(stream, start, '\r')
-		}
-		end, next := len(stream), len(stream)
+	for {
+		l, c := lf.next(buf, start, end, '\n'), cr.next(buf, start, end, '\r')
+		lineEnd, next := -1, -1
 		switch {
-		case cr >= 0 && (lf < 0 || cr < lf):
-			end, next = cr, cr+1
-			if lf == cr+1 {
+		case c >= 0 && (l < 0 || c < l):
+			if c == end-1 && !eof {
+				break // the LF of a CRLF may come with the next read
+			}
+			lineEnd, next = c, c+1
+			if l == c+1 {
 				next++
 			}
-		case lf >= 0:
-			end, next = lf, lf+1
+		case l >= 0:
+			lineEnd, next = l, l+1
 		}
-		line := stream[start:end]
+		if lineEnd < 0 {
+			if eof {
+				return nil // an unterminated event is discarded
+			}
+			if start > 0 {
+				copy(buf, buf[start:end])
+				lf.shift(start)
+				cr.shift(start)
+				end -= start
+				start = 0
+			}
+			if end == len(buf) {
+				buf = append(buf, make([]byte, len(buf))...)
+			}
+			n, err := r.Read(buf[end:])
+			end += n
+			if err == io.EOF {
+				eof = true
+			} else if err != nil {
+				return err
+			}
+			continue
+		}
+		line := buf[start:lineEnd]
 		start = next
 		if len(line) == 0 {
 			if hasData {
 				dispatch(typ, dataLen-1)
 			}
-			typ, dataLen, hasData = nil, 0, false
+			typ, dataLen, hasData = typ[:0], 0, false
 			continue
 		}
 		colon := bytes.IndexByte(line, ':')
@@ -83,14 +111,34 @@ func RefParse(stream []byte, dispatch func(typ []byte, dataLen int)) {
 			dataLen += len(value) + 1
 			hasData = true
 		case "event":
-			typ = value
+			typ = append(typ[:0], value...)
 		}
 	}
 }
 
-func indexFrom(b []byte, from int, c byte) int {
-	if i := bytes.IndexByte(b[from:], c); i >= 0 {
-		return from + i
+// finder remembers where the next occurrence of a byte is.
+type finder struct {
+	pos     int // index of the byte found last, or -1
+	scanned int // no occurrence in [start, scanned) but at pos
+}
+
+func (f *finder) next(buf []byte, start, end int, c byte) int {
+	if f.pos >= start {
+		return f.pos
 	}
+	from := max(start, f.scanned)
+	if i := bytes.IndexByte(buf[from:end], c); i >= 0 {
+		f.pos, f.scanned = from+i, from+i
+		return f.pos
+	}
+	f.pos, f.scanned = -1, end
 	return -1
+}
+
+// shift follows the buffer's contents moving n bytes to the front.
+func (f *finder) shift(n int) {
+	if f.pos >= 0 {
+		f.pos -= n
+	}
+	f.scanned = max(0, f.scanned-n)
 }
