@@ -33,18 +33,19 @@ var Libs = []string{Ours, GoSSE, R3labs, Reference}
 func errUnknown(lib string) error { return fmt.Errorf("bench: unknown library %q", lib) }
 
 // Discard is an http.ResponseWriter and Flusher that does no I/O. It
-// counts the events written (blank lines, also when a library writes the
-// two line feeds in separate writes) in its own Events and in Total, which
-// may be shared by many Discards.
+// counts its flushes and, when Total is not nil, the events written (blank
+// lines, also when a library writes the two line feeds in separate writes)
+// in its own Events and in Total, which may be shared by many Discards.
 type Discard struct {
 	header  http.Header
 	Events  atomic.Int64
-	Flushed atomic.Bool   // Flush was called at least once
-	Total   *atomic.Int64 // may be nil
+	Flushes atomic.Int64
+	Total   *atomic.Int64 // nil: Write counts nothing, and costs nothing
 	last    byte          // last byte written; one writer at a time
 }
 
-// NewDiscard returns a Discard that also counts in total (which may be nil).
+// NewDiscard returns a Discard that counts events in total, or nothing
+// when total is nil.
 func NewDiscard(total *atomic.Int64) *Discard {
 	return &Discard{header: http.Header{}, Total: total}
 }
@@ -56,12 +57,12 @@ func (d *Discard) Header() http.Header { return d.header }
 func (d *Discard) WriteHeader(int) {}
 
 // Flush implements http.Flusher.
-func (d *Discard) Flush() { d.Flushed.Store(true) }
+func (d *Discard) Flush() { d.Flushes.Add(1) }
 
 // Write implements http.ResponseWriter.
 func (d *Discard) Write(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
+	if len(b) == 0 || d.Total == nil {
+		return len(b), nil
 	}
 	n := int64(bytes.Count(b, []byte("\n\n")))
 	if d.last == '\n' && b[0] == '\n' {
@@ -70,9 +71,7 @@ func (d *Discard) Write(b []byte) (int, error) {
 	d.last = b[len(b)-1]
 	if n > 0 {
 		d.Events.Add(n)
-		if d.Total != nil {
-			d.Total.Add(n)
-		}
+		d.Total.Add(n)
 	}
 	return len(b), nil
 }
@@ -95,11 +94,13 @@ type Encoder struct {
 	Send  func() error
 	Close func()
 	w     *Discard
+	base  int64 // flushes before the first Send
 }
 
-// Wait waits until n events have been written in all.
+// Wait waits until the events of n Sends have been flushed: every library
+// flushes each event (go-sse once more on its first).
 func (e *Encoder) Wait(n int64) {
-	for e.w.Events.Load() < n {
+	for e.w.Flushes.Load()-e.base < n {
 		yield()
 	}
 }
@@ -115,7 +116,7 @@ func NewEncoder(lib, id, typ string, data []byte) (*Encoder, error) {
 			return nil, err
 		}
 		m := sse.Message{ID: id, Type: typ, Data: data}
-		return &Encoder{Send: func() error { return c.WriteMessage(m) }, Close: c.Close, w: w}, nil
+		return &Encoder{Send: func() error { return c.WriteMessage(m) }, Close: c.Close, w: w, base: w.Flushes.Load()}, nil
 	case GoSSE:
 		s, err := gosse.Upgrade(w, req)
 		if err != nil {
@@ -131,7 +132,7 @@ func NewEncoder(lib, id, typ string, data []byte) (*Encoder, error) {
 			}
 			return s.Flush()
 		}
-		return &Encoder{Send: send, Close: func() {}, w: w}, nil
+		return &Encoder{Send: send, Close: func() {}, w: w, base: w.Flushes.Load()}, nil
 	case R3labs:
 		srv := r3.New()
 		srv.AutoReplay, srv.SplitData = false, true
@@ -139,12 +140,12 @@ func NewEncoder(lib, id, typ string, data []byte) (*Encoder, error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); srv.ServeHTTP(w, req.WithContext(ctx)) }()
-		for !w.Flushed.Load() {
+		for w.Flushes.Load() == 0 {
 			yield()
 		}
 		ev := &r3.Event{ID: []byte(id), Event: []byte(typ), Data: data}
 		send := func() error { srv.Publish("b", ev); return nil }
-		return &Encoder{Send: send, Close: func() { cancel(); <-done; srv.Close() }, w: w}, nil
+		return &Encoder{Send: send, Close: func() { cancel(); <-done; srv.Close() }, w: w, base: w.Flushes.Load()}, nil
 	case Reference:
 		refHeaders(w)
 		var buf []byte
@@ -156,7 +157,7 @@ func NewEncoder(lib, id, typ string, data []byte) (*Encoder, error) {
 			w.Flush()
 			return nil
 		}
-		return &Encoder{Send: send, Close: func() {}, w: w}, nil
+		return &Encoder{Send: send, Close: func() {}, w: w, base: w.Flushes.Load()}, nil
 	}
 	return nil, errUnknown(lib)
 }
