@@ -89,6 +89,9 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("%d fan-out results, want %d", len(results), len(bench.Libs))
 	}
 	for _, r := range results {
+		if r.Err != "" {
+			t.Errorf("%s: fan-out: %s", r.Lib, r.Err)
+		}
 		if r.Published == 0 || r.DeliveredPerS <= 0 || r.LatencySamples != 5 {
 			t.Errorf("%s: fan-out published %d events, %.0f delivered/s, %d latency samples", r.Lib, r.Published, r.DeliveredPerS, r.LatencySamples)
 		}

@@ -28,13 +28,19 @@ const childLifetime = 5 * time.Minute
 // exit when it is.
 func IsChild() bool { return os.Getenv(childEnv) != "" }
 
+// target is the event the parent waits for, and reached counts the
+// clients that have it: waiting costs one atomic load, not a scan of N.
+var target, reached atomic.Int64
+
 // client is one plain HTTP/1.1 connection and what it received.
 type client struct {
 	last atomic.Int64 // sequence number of the newest event; 0 before the first
 	lat  atomic.Int64 // latency of that event, in ns
 	lost atomic.Int64 // events skipped between two received
 	dup  atomic.Int64 // events received twice or out of order
-	err  atomic.Pointer[error]
+	// counted is the target this client was last counted in reached for.
+	counted atomic.Int64
+	err     atomic.Pointer[error]
 }
 
 // Child runs the clients: it reads its orders on stdin and answers on
@@ -95,10 +101,18 @@ func Child() int {
 		}
 		switch cmd {
 		case "w": // wait until all have seq; answer the slowest latency
-			deadline := time.Now().Add(10 * time.Second)
-			for minLast(clients) < seq && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Microsecond)
+			reached.Store(0)
+			target.Store(seq)
+			for _, c := range clients { // those that had it before target was set
+				if c.last.Load() >= seq && c.counted.Swap(seq) != seq {
+					reached.Add(1)
+				}
 			}
+			deadline := time.Now().Add(10 * time.Second)
+			for reached.Load() < int64(len(clients)) && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Microsecond)
+			}
+			target.Store(0)
 			worst, reached := int64(0), 0
 			for _, c := range clients {
 				if c.last.Load() >= seq {
@@ -266,6 +280,9 @@ func (c *client) dispatch(seq, ts int64) {
 	}
 	c.lat.Store(now - ts)
 	c.last.Store(seq)
+	if t := target.Load(); t != 0 && seq >= t && c.counted.Swap(t) != t {
+		reached.Add(1)
+	}
 }
 
 // parseData reads "seq unixnano ..." without allocating.

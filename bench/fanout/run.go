@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,7 +36,10 @@ type Config struct {
 	Duration   time.Duration // of the back-to-back phase
 	MaxEvents  int           // bound of the back-to-back phase, in events published
 	Broadcasts int           // single broadcasts timed for latency
-	Window     int           // events a publisher may be ahead of the slowest client
+	Window     int           // events a publisher may be ahead of the slowest client (at most MaxInFlight/N)
+	// MemProfile, when not empty, is the prefix of heap profiles written
+	// with the connections idle: MemProfile-lib-N.pprof.
+	MemProfile string
 }
 
 // Result is one library at one N.
@@ -49,6 +53,7 @@ type Result struct {
 	Lost, Dup      int64         // events missed / duplicated, all clients, all phases
 	FailedClients  int64         // clients whose stream ended early
 	LatencySamples int
+	Err            string // why the run stopped early; the numbers are then partial
 }
 
 // payloadPad fills an event to about 100 bytes of data, like the JSON event
@@ -72,7 +77,11 @@ func Run(ctx context.Context, cfg Config, log io.Writer) ([]Result, error) {
 			run++
 			r, err := runOne(ctx, cfg, lib, n, run)
 			if err != nil {
-				return results, fmt.Errorf("%s N=%d: %w", lib, n, err)
+				r.Err = err.Error()
+				fmt.Fprintf(log, "%-9s N=%-6d error: %v\n", lib, n, err)
+			}
+			if ctx.Err() != nil {
+				return results, ctx.Err()
 			}
 			fmt.Fprintf(log, "%-9s N=%-6d %12.0f delivered/s  p50 %-10v p99 %-10v %7.0f B/conn  lost %d dup %d failed %d\n",
 				r.Lib, r.N, r.DeliveredPerS, r.P50, r.P99, r.BytesPerConn, r.Lost, r.Dup, r.FailedClients)
@@ -216,15 +225,20 @@ func runOne(ctx context.Context, cfg Config, lib string, n, run int) (Result, er
 		seq++
 		return srv.Publish([]byte(strconv.FormatInt(seq, 10) + " " + strconv.FormatInt(time.Now().UnixNano(), 10) + " " + payloadPad))
 	}
-	// Subscribers register asynchronously: publish until all have one.
-	for deadline := time.Now().Add(time.Minute); c.min.Load() == 0; {
+	// Subscribers register asynchronously: publish until all have one,
+	// ever less often, so as not to bury a slow library under probes.
+	wait := 20 * time.Millisecond
+	for deadline := time.Now().Add(2 * time.Minute); c.min.Load() == 0; {
 		if time.Now().After(deadline) {
-			return r, errors.New("not every client got an event in 1 min")
+			return r, errors.New("not every client got an event in 2 min")
 		}
 		if err := publish(); err != nil {
 			return r, err
 		}
-		time.Sleep(20 * time.Millisecond)
+		for end := time.Now().Add(wait); c.min.Load() == 0 && time.Now().Before(end); {
+			time.Sleep(time.Millisecond)
+		}
+		wait = min(2*wait, time.Second)
 	}
 	if err := waitMin(c, seq); err != nil {
 		return r, err
@@ -233,6 +247,11 @@ func runOne(ctx context.Context, cfg Config, lib string, n, run int) (Result, er
 	// Idle connections: the server's memory, everything delivered.
 	time.Sleep(100 * time.Millisecond)
 	r.BytesPerConn = (float64(memInUse()) - float64(before)) / float64(n)
+	if cfg.MemProfile != "" {
+		if err := writeHeapProfile(fmt.Sprintf("%s-%s-%d.pprof", cfg.MemProfile, lib, n)); err != nil {
+			return r, err
+		}
+	}
 
 	// Single broadcasts: the slowest client's latency.
 	lats := make([]time.Duration, 0, cfg.Broadcasts)
@@ -262,11 +281,12 @@ func runOne(ctx context.Context, cfg Config, lib string, n, run int) (Result, er
 	}
 
 	// Back to back: publish as fast as the library takes it, never more
-	// than Window events ahead of the slowest client.
+	// than the window ahead of the slowest client.
+	window := int64(max(1, min(cfg.Window, MaxInFlight/n)))
 	first := seq + 1
 	start := time.Now()
 	for time.Since(start) < cfg.Duration && seq-first+1 < int64(cfg.MaxEvents) {
-		for seq-c.min.Load() >= int64(cfg.Window) {
+		for seq-c.min.Load() >= window {
 			if time.Since(start) > cfg.Duration+30*time.Second {
 				return r, fmt.Errorf("the slowest client is stuck at %d of %d", c.min.Load(), seq)
 			}
@@ -293,11 +313,27 @@ func runOne(ctx context.Context, cfg Config, lib string, n, run int) (Result, er
 	return r, nil
 }
 
-// waitMin waits (up to 30 s) until every client has event seq.
+func writeHeapProfile(name string) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// MaxInFlight bounds the back-to-back window in deliveries: at large N
+// the window is MaxInFlight/N events, for every library alike.
+const MaxInFlight = 256 << 10
+
+// waitMin waits (up to 1 min) until every client has event seq.
 func waitMin(c *child, seq int64) error {
-	for deadline := time.Now().Add(30 * time.Second); c.min.Load() < seq; {
+	for deadline := time.Now().Add(time.Minute); c.min.Load() < seq; {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the slowest client is at %d of %d after 30 s", c.min.Load(), seq)
+			return fmt.Errorf("the slowest client is at %d of %d after 1 min", c.min.Load(), seq)
 		}
 		time.Sleep(50 * time.Microsecond)
 	}

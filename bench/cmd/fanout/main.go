@@ -35,10 +35,11 @@ func main() {
 	maxDeliveries := flag.Int("max-deliveries", 20_000_000, "bound of the back-to-back phase in client deliveries (events × N)")
 	broadcasts := flag.Int("broadcasts", 100, "single broadcasts timed for latency")
 	window := flag.Int("window", 128, "events the publisher may be ahead of the slowest client")
+	memprofile := flag.String("memprofile", "", "write heap profiles of the idle server to `prefix`-lib-N.pprof")
 	short := flag.Bool("short", false, "CI smoke: N=50, 1 s, 10 broadcasts")
 	flag.Parse()
 
-	cfg := fanout.Config{Libs: strings.Split(*libs, ","), Duration: *dur, Broadcasts: *broadcasts, Window: *window}
+	cfg := fanout.Config{Libs: strings.Split(*libs, ","), Duration: *dur, Broadcasts: *broadcasts, Window: *window, MemProfile: *memprofile}
 	if *short {
 		*ns, cfg.Duration, cfg.Broadcasts = "50", time.Second, 10
 	}
@@ -58,13 +59,12 @@ func main() {
 		c.N, c.MaxEvents = []int{n}, max(1, *maxDeliveries/n)
 		results, err := fanout.Run(ctx, c, os.Stderr)
 		printTable(results)
-		if err != nil {
+		if err != nil { // interrupted
 			fmt.Fprintln(os.Stderr, "fanout:", err)
-			code = 1
-			break
+			os.Exit(1)
 		}
 		for _, r := range results {
-			if r.Lost != 0 || r.Dup != 0 || r.FailedClients != 0 {
+			if r.Err != "" || r.Lost != 0 || r.Dup != 0 || r.FailedClients != 0 {
 				code = 1
 			}
 		}
@@ -105,6 +105,9 @@ func printTable(results []fanout.Result) {
 			r.Lib, r.N, r.DeliveredPerS, ratio(r.DeliveredPerS, o.DeliveredPerS), ratio(r.DeliveredPerS, f.DeliveredPerS),
 			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), ratio(float64(r.P99), float64(f.P99)),
 			r.BytesPerConn, r.Lost, r.Dup, r.Published)
+		if r.Err != "" {
+			fmt.Fprintf(w, "| %s\t %d\t error: %s\t\n", r.Lib, r.N, r.Err)
+		}
 	}
 	_ = w.Flush()
 }
