@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -29,6 +30,11 @@ func main() {
 	if fanout.IsChild() {
 		os.Exit(fanout.Child())
 	}
+	os.Exit(run())
+}
+
+// run is main without os.Exit, so that its defers run.
+func run() int {
 	ns := flag.String("n", "100,1000,5000,10000", "client counts, comma-separated")
 	libs := flag.String("libs", strings.Join(bench.Libs, ","), "libraries, comma-separated")
 	dur := flag.Duration("duration", 5*time.Second, "length of the back-to-back phase of each run")
@@ -36,6 +42,7 @@ func main() {
 	broadcasts := flag.Int("broadcasts", 100, "single broadcasts timed for latency")
 	window := flag.Int("window", 128, "events the publisher may be ahead of the slowest client")
 	memprofile := flag.String("memprofile", "", "write heap profiles of the idle server to `prefix`-lib-N.pprof")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the servers' process to `file`")
 	short := flag.Bool("short", false, "CI smoke: N=50, 1 s, 10 broadcasts")
 	flag.Parse()
 
@@ -47,9 +54,20 @@ func main() {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
 			fmt.Fprintf(os.Stderr, "fanout: bad -n %q\n", s)
-			os.Exit(2)
+			return 2
 		}
 		cfg.N = append(cfg.N, n)
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fanout:", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -61,7 +79,7 @@ func main() {
 		printTable(results)
 		if err != nil { // interrupted
 			fmt.Fprintln(os.Stderr, "fanout:", err)
-			os.Exit(1)
+			return 1
 		}
 		for _, r := range results {
 			if r.Err != "" || r.Lost != 0 || r.Dup != 0 || r.FailedClients != 0 {
@@ -69,7 +87,7 @@ func main() {
 			}
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // printTable prints the results of one N with ratios to ours and to the
