@@ -279,7 +279,11 @@ func NewServer(lib string) (Server, error) {
 		h := &sse.Hub{Logger: quiet, Topics: func(*http.Request) []string { return []string{"t"} }}
 		return oursServer{h}, nil
 	case GoSSE:
-		return &goSSEServer{s: &gosse.Server{}}, nil
+		typ, err := gosse.NewType("update")
+		if err != nil {
+			return nil, err
+		}
+		return &goSSEServer{s: &gosse.Server{}, typ: typ}, nil
 	case R3labs:
 		s := r3.New()
 		s.AutoReplay, s.SplitData = false, true
@@ -304,12 +308,15 @@ func (s oursServer) Publish(data []byte) error {
 
 func (s oursServer) Close() { _ = s.Hub.Close() }
 
-type goSSEServer struct{ s *gosse.Server }
+type goSSEServer struct {
+	s   *gosse.Server
+	typ gosse.EventType
+}
 
 func (s *goSSEServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.s.ServeHTTP(w, r) }
 
 func (s *goSSEServer) Publish(data []byte) error {
-	m := &gosse.Message{Type: gosse.Type("update")}
+	m := &gosse.Message{Type: s.typ}
 	m.AppendData(string(data))
 	return s.s.Publish(m)
 }
@@ -379,6 +386,8 @@ func (s *refServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Publish queues the event for every subscriber, waiting for room: the
+// benchmarks' flow control keeps the queues from filling.
 func (s *refServer) Publish(data []byte) error {
 	b := RefAppend(nil, "", "update", data)
 	s.mu.Lock()
