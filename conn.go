@@ -29,7 +29,7 @@ type Conn struct {
 	writeTimeout time.Duration
 	lastEventID  string
 
-	heartbeatDone chan struct{} // closed when the heartbeat goroutine ends; nil without one
+	heartbeat *time.Timer // runs beat; nil without heartbeats
 
 	closed   atomic.Bool
 	writing  atomic.Bool
@@ -64,8 +64,8 @@ func (c *Conn) IsOpen() bool { return !c.closed.Load() && c.ctx.Err() == nil }
 // not be used after that. The HTTP response ends when the handler returns.
 func (c *Conn) Close() {
 	c.fail(ErrConnectionClosed)
-	if c.heartbeatDone != nil {
-		<-c.heartbeatDone
+	if c.heartbeat != nil {
+		c.heartbeat.Stop() // a beat already running ends at the lock below
 	}
 	c.mu.Lock() // waits out a write that the deadline is cutting short
 	defer c.mu.Unlock()
@@ -227,8 +227,9 @@ func (c *Conn) writeEncoded(typ string, v any, cache *encoderCache, newEnc func(
 func (c *Conn) sendBytes(b []byte) error {
 	c.writing.Store(true)
 	defer c.writing.Store(false)
+	now := time.Now() // one clock read serves the deadline and the heartbeat
 	if c.writeTimeout > 0 && !c.noDeadline {
-		if err := c.rc.SetWriteDeadline(time.Now().Add(c.writeTimeout)); errors.Is(err, http.ErrNotSupported) {
+		if err := c.rc.SetWriteDeadline(now.Add(c.writeTimeout)); errors.Is(err, http.ErrNotSupported) {
 			c.noDeadline = true // asking again costs an allocation per write
 		} else if err != nil {
 			c.fail(err)
@@ -249,30 +250,26 @@ func (c *Conn) sendBytes(b []byte) error {
 		c.fail(err)
 		return c.closedErr()
 	}
-	c.lastWrite = time.Now()
+	c.lastWrite = now
 	return nil
 }
 
 var heartbeatLine = []byte(":\n")
 
-// heartbeat sends a comment whenever the stream has been silent for d.
-func (c *Conn) heartbeat(d time.Duration) {
-	defer close(c.heartbeatDone)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		c.mu.Lock()
-		next := d - time.Since(c.lastWrite)
-		if next <= 0 && c.IsOpen() {
-			_ = c.sendBytes(heartbeatLine) // a failure closes the Conn, which ends this loop
-			next = d
-		}
-		c.mu.Unlock()
-		t.Reset(next)
+// beat sends a comment when the stream has been silent for d, and sets
+// the timer for the next check; it stops once the Conn is closed.
+func (c *Conn) beat(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.IsOpen() {
+		return
 	}
+	next := d - time.Since(c.lastWrite)
+	if next <= 0 {
+		if c.sendBytes(heartbeatLine) != nil {
+			return
+		}
+		next = d
+	}
+	c.heartbeat.Reset(next)
 }

@@ -25,8 +25,8 @@ const (
 	initialBufSize = 32 << 10
 	// Payloads up to maxArenaItem share arenaSize blocks; larger ones get
 	// their own allocation, which they amortise anyway.
-	arenaSize    = 8 << 10
-	maxArenaItem = 1 << 10
+	arenaSize    = 32 << 10
+	maxArenaItem = 4 << 10
 	eventBlock   = 16
 	// lineSlack lets a line hold a field name and line ending on top of a
 	// value of the maximum event size.

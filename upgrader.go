@@ -105,8 +105,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		return nil, err
 	}
 	if hb := orDefault(u.Heartbeat, DefaultHeartbeat); hb > 0 {
-		c.heartbeatDone = make(chan struct{})
-		go c.heartbeat(hb)
+		c.mu.Lock() // beat must not run before c.heartbeat is set
+		c.heartbeat = time.AfterFunc(hb, func() { c.beat(hb) })
+		c.mu.Unlock()
 	}
 	return c, nil
 }
