@@ -54,7 +54,7 @@ func (c *Conn) LastEventID() string { return c.lastEventID }
 func (c *Conn) Done() <-chan struct{} { return c.ctx.Done() }
 
 // IsOpen reports whether writes can still succeed.
-func (c *Conn) IsOpen() bool { return !c.closed.Load() && c.ctx.Err() == nil }
+func (c *Conn) IsOpen() bool { return !c.closed.Load() }
 
 // Close ends the stream from any goroutine: a write in progress is
 // unblocked, later writes return ErrConnectionClosed, and Done is closed.
@@ -78,10 +78,16 @@ func (c *Conn) Close() {
 
 func (c *Conn) fail(cause error) {
 	c.cause.CompareAndSwap(nil, &cause)
+	c.shut()
+}
+
+// shut closes the Conn without giving a cause: when the request ends, a
+// write that failed just before knows better why.
+func (c *Conn) shut() {
 	if c.closed.Swap(true) {
 		return
 	}
-	c.cancel(cause)
+	c.cancel(ErrConnectionClosed)
 	if c.writing.Load() {
 		// A deadline in the past makes the blocked Write return at once.
 		c.cutShort.Store(true)

@@ -82,7 +82,10 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	}
 	w.WriteHeader(http.StatusOK)
 
-	ctx, cancel := context.WithCancelCause(r.Context())
+	// The Conn's context ends when the Conn closes, which the request
+	// ending does (below): after the closed flag is set, so that Done and
+	// IsOpen never disagree.
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	c := &Conn{
 		w:            w,
 		rc:           http.NewResponseController(w),
@@ -92,6 +95,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		lastEventID:  lastEventID(r),
 	}
 	c.json.trailer = "\n" // json.Encoder ends every value with a newline
+	// The request ending (the client went away, or the handler returned)
+	// closes the Conn, so that writes check one flag, not the context.
+	context.AfterFunc(r.Context(), c.shut)
 	// Some body bytes go with the headers: proxies such as
 	// httputil.ReverseProxy forward the headers only with the first bytes.
 	c.mu.Lock()
