@@ -141,6 +141,7 @@ func benchServer(b *testing.B, write func(*sse.Conn) error) {
 			b.Error(err)
 			return
 		}
+		defer c.Close()
 		b.ReportAllocs()
 		b.ResetTimer()
 		for range b.N {

@@ -28,6 +28,7 @@ type Conn struct {
 	cancel       context.CancelCauseFunc
 	writeTimeout time.Duration
 	lastEventID  string
+	reqDone      <-chan struct{} // the request's context
 
 	heartbeat *time.Timer // runs beat; nil without heartbeats
 
@@ -54,7 +55,20 @@ func (c *Conn) LastEventID() string { return c.lastEventID }
 func (c *Conn) Done() <-chan struct{} { return c.ctx.Done() }
 
 // IsOpen reports whether writes can still succeed.
-func (c *Conn) IsOpen() bool { return !c.closed.Load() }
+func (c *Conn) IsOpen() bool {
+	if c.closed.Load() {
+		return false
+	}
+	// The request's end is read here, not only through the callback that
+	// closes the Conn: that one runs later, and a heartbeat must not write
+	// once net/http is finishing the response.
+	select {
+	case <-c.reqDone:
+		return false
+	default:
+		return true
+	}
+}
 
 // Close ends the stream from any goroutine: a write in progress is
 // unblocked, later writes return ErrConnectionClosed, and Done is closed.

@@ -87,7 +87,10 @@
 // so a heartbeat, several publishers and a goroutine that calls Close may
 // share a Conn. Close may be called from any goroutine and unblocks a write
 // in progress. A Conn must not be used after the handler that created it
-// returns. [Hub], [MemoryBroker] and [Upgrader] are safe for concurrent use;
+// returns, and the handler must close it before it returns (defer c.Close()
+// right after Upgrade): Close waits for a heartbeat in progress, while a
+// heartbeat that fired as an unclosed handler returned could write into a
+// response that net/http is finishing. [Hub.Serve] closes its Conn itself. [Hub], [MemoryBroker] and [Upgrader] are safe for concurrent use;
 // set their fields before first use. A [Client] may run many streams at
 // once; its hooks run on the goroutine reading the stream.
 //

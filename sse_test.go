@@ -30,6 +30,7 @@ func streamServer(t *testing.T, u *sse.Upgrader, handle func(*sse.Conn, *http.Re
 			t.Errorf("Upgrade: %v", err)
 			return
 		}
+		defer c.Close() // as every handler must: no heartbeat may write after it returns
 		handle(c, r)
 	}))
 	t.Cleanup(ts.Close)
@@ -374,6 +375,7 @@ func TestUpgradeThroughMiddlewareWithUnwrap(t *testing.T) {
 			t.Error(err)
 			return
 		}
+		defer c.Close()
 		c.WriteString("through middleware")
 	}))
 	t.Cleanup(ts.Close)
@@ -394,6 +396,7 @@ func TestUpgradeCheckRequest(t *testing.T) {
 	}}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c, err := u.Upgrade(w, r); err == nil {
+			defer c.Close()
 			c.WriteString("welcome")
 		}
 	}))
@@ -419,6 +422,7 @@ func stepServer(t *testing.T) (http.Handler, chan<- string) {
 			t.Error(err)
 			return
 		}
+		defer c.Close()
 		for {
 			select {
 			case s := <-step:

@@ -93,6 +93,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		cancel:       cancel,
 		writeTimeout: orDefault(u.WriteTimeout, DefaultWriteTimeout),
 		lastEventID:  lastEventID(r),
+		reqDone:      r.Context().Done(),
 	}
 	c.json.trailer = "\n" // json.Encoder ends every value with a newline
 	// The request ending (the client went away, or the handler returned)

@@ -46,6 +46,7 @@ func stream(every time.Duration) http.Handler {
 		if err != nil {
 			return // Upgrade has answered the request
 		}
+		defer c.Close() // no heartbeat may write once the handler has returned
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for n := 1; ; n++ {
