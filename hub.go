@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -280,7 +281,7 @@ func (h *Hub) Serve(c *Conn, topics ...string) error {
 		c.Close()
 		return errNoTopic
 	}
-	s := &subscriber{conn: c, topics: topics, queue: make(chan *PreparedMessage, orDefaultInt(h.QueueSize, DefaultQueueSize))}
+	s := &subscriber{conn: c, topics: topics, queue: make(chan *PreparedMessage, cmp.Or(max(h.QueueSize, 0), DefaultQueueSize))}
 	starting, err := h.register(s)
 	if err != nil {
 		c.Close()
@@ -402,7 +403,7 @@ func (h *Hub) catchUp(s *subscriber) error {
 		return err
 	}
 	if err != nil {
-		reset, rerr := NewPreparedMessage(Message{ID: s.resetID(), Type: orDefaultString(h.ResetType, DefaultResetType), Data: []byte(err.Error())})
+		reset, rerr := NewPreparedMessage(Message{ID: s.resetID(), Type: cmp.Or(h.ResetType, DefaultResetType), Data: []byte(err.Error())})
 		if rerr != nil {
 			return rerr
 		}
@@ -606,18 +607,4 @@ func (h *Hub) stop(ch chan struct{}) bool {
 	}
 	close(ch)
 	return true
-}
-
-func orDefaultInt(v, def int) int {
-	if v <= 0 {
-		return def
-	}
-	return v
-}
-
-func orDefaultString(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }

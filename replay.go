@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -257,26 +258,16 @@ func (b *MemoryBroker) Replay(ctx context.Context, topics []string, after string
 		if seq < t.dropped {
 			return nil, nil, errors.Join(ErrHistoryGap, errors.New("sse: last event ID is older than the history kept"))
 		}
-		j, _ := slices.BinarySearchFunc(t.events, seq+1, func(e memEvent, s uint64) int { return compareSeq(e.seq, s) })
+		j, _ := slices.BinarySearchFunc(t.events, seq+1, func(e memEvent, s uint64) int { return cmp.Compare(e.seq, s) })
 		events = append(events, t.events[j:]...)
 		heads[i] = b.head(t)
 	}
-	slices.SortFunc(events, func(a, b memEvent) int { return compareSeq(a.seq, b.seq) })
+	slices.SortFunc(events, func(a, b memEvent) int { return cmp.Compare(a.seq, b.seq) })
 	out := make([]Entry, len(events))
 	for i, e := range events {
 		out[i] = e.Entry
 	}
 	return out, heads, nil
-}
-
-func compareSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // parse reads an id this broker assigned; ids of another epoch, or from

@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -91,7 +92,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		rc:           http.NewResponseController(w),
 		ctx:          ctx,
 		cancel:       cancel,
-		writeTimeout: orDefault(u.WriteTimeout, DefaultWriteTimeout),
+		writeTimeout: cmp.Or(u.WriteTimeout, DefaultWriteTimeout),
 		lastEventID:  lastEventID(r),
 		reqDone:      r.Context().Done(),
 	}
@@ -111,7 +112,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	if err != nil {
 		return nil, err
 	}
-	if hb := orDefault(u.Heartbeat, DefaultHeartbeat); hb > 0 {
+	if hb := cmp.Or(u.Heartbeat, DefaultHeartbeat); hb > 0 {
 		c.mu.Lock() // beat must not run before c.heartbeat is set
 		c.heartbeat = time.AfterFunc(hb, func() { c.beat(hb) })
 		c.mu.Unlock()
@@ -142,11 +143,4 @@ func lastEventID(r *http.Request) string {
 		return id
 	}
 	return r.URL.Query().Get("lastEventId")
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
