@@ -1,0 +1,19 @@
+module github.com/b2ce5911/sse/reliability
+
+go 1.26.0
+
+replace (
+	github.com/b2ce5911/sse => ../
+	github.com/b2ce5911/sse/redis => ../redis
+)
+
+require (
+	github.com/redis/go-redis/v9 v9.23.0
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)
