@@ -1,0 +1,674 @@
+package reliability_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/b2ce5911/sse"
+	sseredis "github.com/b2ce5911/sse/redis"
+	"github.com/redis/go-redis/v9"
+)
+
+// Restart chaos: a publisher at a steady rate, subscribers that reconnect
+// through sse.Client, and a server killed and restarted at random moments.
+// Every subscriber must end with every event exactly once and in order, or
+// with a reset event exactly where history was really gone.
+
+const (
+	chaosTopic     = "chaos"
+	chaosRetry     = 5 * time.Millisecond // the servers' retry field
+	chaosPublishAt = time.Millisecond     // the publisher's period
+	chaosRole      = "chaos-redis-server"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func init() { children[chaosRole] = chaosRedisServer }
+
+// chaosSeed is the seed of a test's random moments: SSE_CHAOS_SEED when set,
+// to replay a failure, else a random one. It is logged either way.
+func chaosSeed(t *testing.T) (*rand.Rand, uint64) {
+	seed := rand.Uint64()
+	if s := os.Getenv("SSE_CHAOS_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("SSE_CHAOS_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("seed=%d (set SSE_CHAOS_SEED=%d to replay)", seed, seed)
+	return rand.New(rand.NewPCG(seed, seed^0x5ee5ee)), seed
+}
+
+// between returns a random duration in [lo, hi).
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+}
+
+// chaosSchedule is how long a server stays up and down between kills.
+type chaosSchedule struct {
+	kills            int
+	upMin, upMax     time.Duration
+	downMin, downMax time.Duration
+	subscribers      int
+}
+
+func defaultSchedule() chaosSchedule {
+	return chaosSchedule{
+		kills:       pick(4, 100),
+		upMin:       50 * time.Millisecond,
+		upMax:       pick(300*time.Millisecond, 250*time.Millisecond),
+		downMin:     0,
+		downMax:     100 * time.Millisecond,
+		subscribers: pick(3, 16),
+	}
+}
+
+// published is one event the publisher got an id for.
+type published struct {
+	id string
+	n  int // the event's data
+}
+
+// epoch is the history of one Broker: the events published on it, in
+// order. Where history survives restarts there is a single epoch.
+type epoch struct {
+	name   string // MemoryBroker epoch (the part of its ids before "-")
+	events []published
+}
+
+// received is one event as a subscriber's Client dispatched it.
+type received struct{ typ, id, data string }
+
+// chaosSubscriber collects what one sse.Client receives.
+type chaosSubscriber struct {
+	connects atomic.Int64
+
+	mu   sync.Mutex // guards the fields below
+	got  []received
+	want string // the id of the last event published, once known
+	done chan struct{}
+	err  error // why the Client stopped, when not the end of the test
+}
+
+// run reads url until ctx ends.
+func (s *chaosSubscriber) run(ctx context.Context, hc *http.Client, url, after string) {
+	c := &sse.Client{
+		HTTPClient:        hc,
+		LastEventID:       after,
+		ReconnectDelay:    chaosRetry,
+		MaxReconnectDelay: 100 * time.Millisecond,
+		OnConnect:         func(*http.Response) { s.connects.Add(1) },
+	}
+	for ev, err := range c.Events(ctx, url) {
+		if err != nil {
+			if ctx.Err() == nil {
+				s.mu.Lock()
+				s.err = err
+				s.mu.Unlock()
+			}
+			return
+		}
+		data, _ := io.ReadAll(ev.Data)
+		s.mu.Lock()
+		s.got = append(s.got, received{ev.Type, ev.ID, string(data)})
+		if s.want != "" && ev.ID == s.want && ev.Type == "message" {
+			closeOnce(s.done)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// expect tells s the id of the last event: done closes once s has it.
+func (s *chaosSubscriber) expect(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.want = id
+	for _, g := range s.got {
+		if g.id == id && g.typ == "message" {
+			closeOnce(s.done)
+		}
+	}
+}
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// chaosResult counts what the subscribers received against what was
+// published.
+type chaosResult struct {
+	lost   int      // events a subscriber should have had and never got
+	dup    int      // events received more than once
+	order  int      // events received after a later one
+	resets int      // reset events received
+	gone   int      // events skipped by a reset: history really lost
+	bad    []string // anything else wrong, described
+}
+
+func (r *chaosResult) add(o chaosResult) {
+	r.lost += o.lost
+	r.dup += o.dup
+	r.order += o.order
+	r.resets += o.resets
+	r.gone += o.gone
+	r.bad = append(r.bad, o.bad...)
+}
+
+// check compares what one subscriber received with epochs. It started
+// after the first event of epochs[0]. Within an epoch it must receive the
+// events one after the other, none missing, none twice. It may move to a
+// later epoch only through one reset event whose id is the position of
+// that epoch where its next events start: an id of the epoch, or the
+// epoch's empty position "<epoch>-0". It must end with the last event.
+func check(got []received, epochs []*epoch, resetType string) chaosResult {
+	type loc struct{ e, pos int }
+	index := make(map[string]loc)
+	for e, ep := range epochs {
+		for pos, p := range ep.events {
+			index[p.id] = loc{e, pos}
+		}
+	}
+	var r chaosResult
+	e, next := 0, 1 // the next event expected: epochs[e].events[next]
+	seen := make(map[string]bool)
+	for i, g := range got {
+		if g.typ == resetType {
+			r.resets++
+			at, ok := index[g.id]
+			if !ok {
+				for j, ep := range epochs {
+					if ep.name != "" && g.id == ep.name+"-0" {
+						at, ok = loc{j, -1}, true
+					}
+				}
+			}
+			if !ok || at.e <= e {
+				r.bad = append(r.bad, fmt.Sprintf("event %d: reset with id %q in epoch %d, where history was kept", i, g.id, e))
+				continue
+			}
+			for ; e < at.e; e, next = e+1, 0 {
+				r.gone += len(epochs[e].events) - next
+			}
+			next = at.pos + 1
+			continue
+		}
+		at, ok := index[g.id]
+		switch {
+		case g.typ != "message":
+			r.bad = append(r.bad, fmt.Sprintf("event %d: unexpected type %q (id %q)", i, g.typ, g.id))
+			continue
+		case !ok:
+			r.bad = append(r.bad, fmt.Sprintf("event %d: id %q was never published", i, g.id))
+			continue
+		case seen[g.id]:
+			r.dup++
+			continue
+		}
+		seen[g.id] = true
+		if want := strconv.Itoa(epochs[at.e].events[at.pos].n); g.data != want {
+			r.bad = append(r.bad, fmt.Sprintf("event %d: id %q carries %q, published with %q", i, g.id, g.data, want))
+		}
+		switch {
+		case at.e != e:
+			r.bad = append(r.bad, fmt.Sprintf("event %d: id %q of epoch %d received in epoch %d without a reset", i, g.id, at.e, e))
+		case at.pos < next: // counted as lost when a later one came first
+			r.order++
+			r.lost--
+		default:
+			r.lost += at.pos - next
+			next = at.pos + 1
+		}
+	}
+	for ; e < len(epochs); e, next = e+1, 0 {
+		r.lost += len(epochs[e].events) - next
+	}
+	return r
+}
+
+// chaosRun is what every chaos test shares: the subscribers, the
+// publisher's record, and the final reckoning.
+type chaosRun struct {
+	t      *testing.T
+	name   string
+	seed   uint64
+	kills  int
+	hc     *http.Client
+	subs   []*chaosSubscriber
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// subscribe starts n subscribers of url that resume after id.
+func (c *chaosRun) subscribe(n int, url, after string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.hc = &http.Client{Transport: &http.Transport{}}
+	for range n {
+		s := &chaosSubscriber{done: make(chan struct{})}
+		c.subs = append(c.subs, s)
+		c.wg.Go(func() { s.run(ctx, c.hc, url, after) })
+	}
+}
+
+// finish waits (bounded) until every subscriber has the last event, stops
+// them, and checks what each received.
+func (c *chaosRun) finish(epochs []*epoch, resets bool) {
+	t := c.t
+	last := epochs[len(epochs)-1].events
+	final := last[len(last)-1].id
+	deadline := time.NewTimer(pick(30*time.Second, 60*time.Second))
+	defer deadline.Stop()
+	for i, s := range c.subs {
+		s.expect(final)
+		select {
+		case <-s.done:
+		case <-deadline.C:
+			s.mu.Lock()
+			t.Errorf("subscriber %d does not get the last event %q: it has %d events, error %v", i, final, len(s.got), s.err)
+			s.mu.Unlock()
+			deadline.Reset(0)
+		}
+	}
+	c.cancel()
+	c.wg.Wait()
+	c.hc.CloseIdleConnections()
+
+	published := -1 // the first event is where subscribers start
+	for _, ep := range epochs {
+		published += len(ep.events)
+	}
+	var total chaosResult
+	reconnects := 0
+	for i, s := range c.subs {
+		r := check(s.got, epochs, sse.DefaultResetType)
+		if s.err != nil {
+			r.bad = append(r.bad, fmt.Sprintf("the Client stopped: %v", s.err))
+		}
+		for _, b := range r.bad[:min(len(r.bad), 5)] {
+			t.Errorf("subscriber %d: %s", i, b)
+		}
+		total.add(r)
+		reconnects += int(s.connects.Load()) - 1
+	}
+	line := fmt.Sprintf("chaos %s: kills=%d published=%d subscribers=%d reconnects=%d lost=%d dup=%d order=%d resets=%d",
+		c.name, c.kills, published, len(c.subs), reconnects, total.lost, total.dup, total.order, total.resets)
+	if resets {
+		line += fmt.Sprintf(" gone=%d", total.gone)
+	}
+	t.Logf("%s seed=%d", line, c.seed)
+	if total.lost != 0 || total.dup != 0 || total.order != 0 {
+		t.Errorf("lost=%d dup=%d order=%d: want 0", total.lost, total.dup, total.order)
+	}
+	if !resets && total.resets != 0 {
+		t.Errorf("%d reset events where history was kept", total.resets)
+	}
+	if resets && total.resets == 0 && c.kills > 0 {
+		t.Errorf("no reset event although every restart lost the history")
+	}
+}
+
+// freeAddr returns a 127.0.0.1 address no one listens on now; the tests
+// restart their servers on it.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// listen listens on addr, retrying a little while the previous server's
+// socket goes away.
+func listen(addr string) (net.Listener, error) {
+	var err error
+	for range 200 {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			return ln, nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil, err
+}
+
+// httpServer is one life of the in-process server.
+type httpServer struct {
+	srv    *http.Server
+	served chan struct{}
+}
+
+func startHTTP(t *testing.T, addr string, h http.Handler) *httpServer {
+	ln, err := listen(addr)
+	if err != nil {
+		t.Fatalf("listening on %s again: %v", addr, err)
+	}
+	s := &httpServer{srv: &http.Server{Handler: h, ErrorLog: nil}, served: make(chan struct{})}
+	go func() {
+		defer close(s.served)
+		s.srv.Serve(ln)
+	}()
+	return s
+}
+
+// kill drops the listener and every connection at once.
+func (s *httpServer) kill() {
+	s.srv.Close()
+	<-s.served
+}
+
+// memoryNode is one in-memory Hub and what was published on it.
+type memoryNode struct {
+	hub    *sse.Hub
+	broker *sse.MemoryBroker
+	epoch  *epoch
+}
+
+// newMemoryNode makes a Hub on a MemoryBroker that keeps every event of
+// the test, and learns the broker's epoch from the empty position of a
+// topic without events ("<epoch>-0", as MemoryBroker documents its ids).
+func newMemoryNode(t *testing.T) *memoryNode {
+	b := &sse.MemoryBroker{History: 1 << 20, HistoryAge: -1}
+	ctx, stop := context.WithCancel(context.Background())
+	pos, err := b.Subscribe(ctx, "chaos-probe", func(sse.Entry) {})
+	stop()
+	name, zero, ok := strings.Cut(pos, "-")
+	if err != nil || !ok || zero != "0" {
+		t.Fatalf("probing the MemoryBroker's epoch: position %q, %v", pos, err)
+	}
+	return &memoryNode{
+		hub:    &sse.Hub{Broker: b, Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet},
+		broker: b,
+		epoch:  &epoch{name: name},
+	}
+}
+
+func (n *memoryNode) close() {
+	n.hub.Close()
+	n.broker.Close()
+}
+
+func TestRestartChaosMemory(t *testing.T) {
+	t.Parallel()
+	t.Run("history kept", func(t *testing.T) { t.Parallel(); memoryChaos(t, false) })
+	t.Run("history lost", func(t *testing.T) { t.Parallel(); memoryChaos(t, true) })
+}
+
+// memoryChaos runs an in-process server that is killed and restarted.
+// With fresh, every restart brings up a new Hub on a new MemoryBroker, as a
+// restarted process would: history is gone, and subscribers must be told
+// so by exactly one reset event. Without, the same Hub serves every life
+// of the server and its history covers every outage.
+func memoryChaos(t *testing.T, fresh bool) {
+	rng, seed := chaosSeed(t)
+	sched := defaultSchedule()
+	addr := freeAddr(t)
+	name := "memory"
+	if fresh {
+		name = "memory-history-lost"
+	}
+	run := &chaosRun{t: t, name: name, seed: seed, kills: sched.kills}
+
+	var mu sync.Mutex // guards nodes, and the events of the node the publisher is on
+	first := newMemoryNode(t)
+	nodes := []*memoryNode{first}
+	var cur atomic.Pointer[memoryNode] // where the publisher publishes; nil while none runs
+	cur.Store(first)
+	defer func() {
+		for _, n := range nodes {
+			n.close()
+		}
+	}()
+	publish := func(ctx context.Context, n *memoryNode, i int) bool {
+		id, err := n.hub.Publish(ctx, chaosTopic, sse.Message{Data: []byte(strconv.Itoa(i))})
+		if errors.Is(err, sse.ErrHubClosed) {
+			return false // the node died first: nothing was published
+		}
+		if err != nil {
+			t.Errorf("publish %d: %v", i, err)
+			return false
+		}
+		mu.Lock()
+		n.epoch.events = append(n.epoch.events, published{id, i})
+		mu.Unlock()
+		return true
+	}
+	if !publish(context.Background(), first, 0) {
+		t.FailNow()
+	}
+
+	srv := startHTTP(t, addr, first.hub)
+	run.subscribe(sched.subscribers, "http://"+addr+"/?topic="+chaosTopic, first.epoch.events[0].id)
+
+	ctx, stop := context.WithCancel(context.Background())
+	var publisher sync.WaitGroup
+	next := 1
+	publisher.Go(func() {
+		tick := time.NewTicker(chaosPublishAt)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			// Not ctx: a publish it cut short could be stored unrecorded.
+			if n := cur.Load(); n != nil && publish(context.Background(), n, next) {
+				next++
+			}
+		}
+	})
+
+	node := first
+	for range sched.kills {
+		time.Sleep(between(rng, sched.upMin, sched.upMax))
+		srv.kill()
+		early := rng.IntN(2) == 0 // the new process publishes before it listens
+		if fresh {
+			cur.Store(nil)
+			node.close()
+			if early {
+				node = newMemoryNode(t)
+				mu.Lock()
+				nodes = append(nodes, node)
+				mu.Unlock()
+				cur.Store(node)
+			}
+		}
+		time.Sleep(between(rng, sched.downMin, sched.downMax))
+		if fresh && !early {
+			node = newMemoryNode(t)
+			mu.Lock()
+			nodes = append(nodes, node)
+			mu.Unlock()
+			cur.Store(node)
+		}
+		srv = startHTTP(t, addr, node.hub)
+	}
+	time.Sleep(sched.upMin)
+	stop()
+	publisher.Wait()
+	if !publish(context.Background(), node, next) { // the last event, which subscribers wait for
+		t.FailNow()
+	}
+
+	epochs := make([]*epoch, len(nodes))
+	for i, n := range nodes {
+		epochs[i] = n.epoch
+	}
+	run.finish(epochs, fresh)
+	srv.kill()
+}
+
+// chaosRedisServer is the child role of TestRestartChaosRedis: a Hub on
+// Redis Streams at SSE_CHAOS_ADDR, until it is killed or its parent goes.
+func chaosRedisServer() {
+	go func() {
+		io.Copy(io.Discard, os.Stdin) // EOF: the parent is gone
+		os.Exit(0)
+	}()
+	rc := redis.NewClient(&redis.Options{Network: "unix", Addr: os.Getenv("SSE_CHAOS_REDIS"), PoolSize: 16})
+	b := &sseredis.Broker{Client: rc, Block: time.Second, Logger: quiet}
+	hub := &sse.Hub{Broker: b, Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet}
+	ln, err := listen(os.Getenv("SSE_CHAOS_ADDR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos server:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	err = http.Serve(ln, hub)
+	fmt.Fprintln(os.Stderr, "chaos server:", err)
+	os.Exit(1)
+}
+
+// redisNode is one life of the child server.
+type redisNode struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func startRedisNode(t *testing.T, addr, sock string) *redisNode {
+	cmd := child(chaosRole, "SSE_CHAOS_ADDR="+addr, "SSE_CHAOS_REDIS="+sock)
+	dieWithParent(cmd)
+	if _, err := cmd.StdinPipe(); err != nil { // closed when this process dies
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err == nil && line != "ready\n" {
+			err = fmt.Errorf("child says %q", line)
+		}
+		ready <- err
+	}()
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	select {
+	case err = <-ready:
+	case <-timeout.C:
+		err = errors.New("no answer in 30s")
+	}
+	n := &redisNode{cmd: cmd, exited: make(chan struct{})}
+	if err != nil {
+		cmd.Process.Kill()
+		<-ready
+	}
+	go func() {
+		cmd.Wait()
+		close(n.exited)
+	}()
+	if err != nil {
+		<-n.exited
+		t.Fatalf("starting the chaos server: %v", err)
+	}
+	return n
+}
+
+func (n *redisNode) kill() {
+	n.cmd.Process.Signal(syscall.SIGKILL)
+	<-n.exited
+}
+
+// TestRestartChaosRedis kills a server process on Redis Streams with
+// SIGKILL and restarts it, while the publisher goes on writing to Redis:
+// Redis keeps the history, so no subscriber may see a reset.
+func TestRestartChaosRedis(t *testing.T) {
+	t.Parallel()
+	rng, seed := chaosSeed(t)
+	sched := defaultSchedule()
+	rs := startRedis(t)
+	addr := freeAddr(t)
+	run := &chaosRun{t: t, name: "redis", seed: seed, kills: sched.kills}
+
+	pub := &sseredis.Broker{Client: rs.client(t), MaxLen: 1 << 20, Logger: quiet}
+	defer pub.Close()
+	ep := &epoch{}
+	publish := func(ctx context.Context, i int) error {
+		id, err := pub.Publish(ctx, chaosTopic, sse.Message{Data: []byte(strconv.Itoa(i))})
+		if err != nil {
+			return fmt.Errorf("publish %d: %w", i, err)
+		}
+		ep.events = append(ep.events, published{id, i})
+		return nil
+	}
+	if err := publish(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex // guards node, which Cleanup kills
+	node := startRedisNode(t, addr, rs.sock)
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		node.kill()
+	})
+	run.subscribe(sched.subscribers, "http://"+addr+"/?topic="+chaosTopic, ep.events[0].id)
+
+	ctx, stop := context.WithCancel(context.Background())
+	var publisher sync.WaitGroup
+	var pubErr error
+	publisher.Go(func() {
+		tick := time.NewTicker(chaosPublishAt)
+		defer tick.Stop()
+		for i := 1; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			// Not ctx: a publish it cut short could be stored unrecorded.
+			if pubErr = publish(context.Background(), i); pubErr != nil {
+				return
+			}
+		}
+	})
+
+	for range sched.kills {
+		time.Sleep(between(rng, sched.upMin, sched.upMax))
+		mu.Lock()
+		node.kill()
+		mu.Unlock()
+		time.Sleep(between(rng, sched.downMin, sched.downMax))
+		n := startRedisNode(t, addr, rs.sock)
+		mu.Lock()
+		node = n
+		mu.Unlock()
+	}
+	time.Sleep(sched.upMin)
+	stop()
+	publisher.Wait()
+	if pubErr != nil {
+		t.Fatal(pubErr)
+	}
+	if err := publish(context.Background(), len(ep.events)); err != nil {
+		t.Fatal(err)
+	}
+	run.finish([]*epoch{ep}, false)
+}
