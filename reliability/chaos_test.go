@@ -127,20 +127,22 @@ func (s *chaosSubscriber) run(ctx context.Context, hc *http.Client, url, after s
 		data, _ := io.ReadAll(ev.Data)
 		s.mu.Lock()
 		s.got = append(s.got, received{ev.Type, ev.ID, string(data)})
-		if s.want != "" && ev.ID == s.want && ev.Type == "message" {
+		if s.want != "" && ev.ID == s.want { // the event, or a reset to just after it
 			closeOnce(s.done)
 		}
 		s.mu.Unlock()
 	}
 }
 
-// expect tells s the id of the last event: done closes once s has it.
+// expect tells s the id of the last event: done closes once s has it, or
+// a reset event that carries it (a subscriber that comes back after the
+// last event to a server that lost the history gets only that).
 func (s *chaosSubscriber) expect(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.want = id
 	for _, g := range s.got {
-		if g.id == id && g.typ == "message" {
+		if g.id == id {
 			closeOnce(s.done)
 		}
 	}
@@ -191,6 +193,7 @@ func check(got []received, epochs []*epoch, resetType string) chaosResult {
 	var r chaosResult
 	e, next := 0, 1 // the next event expected: epochs[e].events[next]
 	seen := make(map[string]bool)
+	missing := make(map[string]bool) // skipped: counted as lost until they come
 	for i, g := range got {
 		if g.typ == resetType {
 			r.resets++
@@ -231,10 +234,18 @@ func check(got []received, epochs []*epoch, resetType string) chaosResult {
 		switch {
 		case at.e != e:
 			r.bad = append(r.bad, fmt.Sprintf("event %d: id %q of epoch %d received in epoch %d without a reset", i, g.id, at.e, e))
-		case at.pos < next: // counted as lost when a later one came first
+		case at.pos < next:
 			r.order++
-			r.lost--
+			if missing[g.id] { // counted as lost when a later one came first
+				delete(missing, g.id)
+				r.lost--
+			} else {
+				r.bad = append(r.bad, fmt.Sprintf("event %d: id %q precedes the reset that came before it", i, g.id))
+			}
 		default:
+			for _, p := range epochs[e].events[next:at.pos] {
+				missing[p.id] = true
+			}
 			r.lost += at.pos - next
 			next = at.pos + 1
 		}
