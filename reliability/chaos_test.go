@@ -274,11 +274,19 @@ func (c *chaosRun) subscribe(n int, url, after string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.hc = &http.Client{Transport: &http.Transport{}}
+	c.t.Cleanup(c.stop) // should the test stop early
 	for range n {
 		s := &chaosSubscriber{done: make(chan struct{})}
 		c.subs = append(c.subs, s)
 		c.wg.Go(func() { s.run(ctx, c.hc, url, after) })
 	}
+}
+
+// stop stops the subscribers.
+func (c *chaosRun) stop() {
+	c.cancel()
+	c.wg.Wait()
+	c.hc.CloseIdleConnections()
 }
 
 // finish waits (bounded) until every subscriber has the last event, stops
@@ -300,9 +308,7 @@ func (c *chaosRun) finish(epochs []*epoch, resets bool) {
 			deadline.Reset(0)
 		}
 	}
-	c.cancel()
-	c.wg.Wait()
-	c.hc.CloseIdleConnections()
+	c.stop()
 
 	published := -1 // the first event is where subscribers start
 	for _, ep := range epochs {
@@ -374,7 +380,7 @@ func startHTTP(t *testing.T, addr string, h http.Handler) *httpServer {
 	if err != nil {
 		t.Fatalf("listening on %s again: %v", addr, err)
 	}
-	s := &httpServer{srv: &http.Server{Handler: h, ErrorLog: nil}, served: make(chan struct{})}
+	s := &httpServer{srv: &http.Server{Handler: h}, served: make(chan struct{})}
 	go func() {
 		defer close(s.served)
 		s.srv.Serve(ln)
@@ -445,11 +451,11 @@ func memoryChaos(t *testing.T, fresh bool) {
 	nodes := []*memoryNode{first}
 	var cur atomic.Pointer[memoryNode] // where the publisher publishes; nil while none runs
 	cur.Store(first)
-	defer func() {
+	t.Cleanup(func() { // last, once no server or subscriber is left
 		for _, n := range nodes {
 			n.close()
 		}
-	}()
+	})
 	publish := func(ctx context.Context, n *memoryNode, i int) bool {
 		id, err := n.hub.Publish(ctx, chaosTopic, sse.Message{Data: []byte(strconv.Itoa(i))})
 		if errors.Is(err, sse.ErrHubClosed) {
@@ -469,10 +475,12 @@ func memoryChaos(t *testing.T, fresh bool) {
 	}
 
 	srv := startHTTP(t, addr, first.hub)
+	t.Cleanup(func() { srv.kill() }) // the latest one, after the subscribers stopped
 	run.subscribe(sched.subscribers, "http://"+addr+"/?topic="+chaosTopic, first.epoch.events[0].id)
 
 	ctx, stop := context.WithCancel(context.Background())
 	var publisher sync.WaitGroup
+	t.Cleanup(func() { stop(); publisher.Wait() }) // should the test stop early
 	next := 1
 	publisher.Go(func() {
 		tick := time.NewTicker(chaosPublishAt)
@@ -528,7 +536,6 @@ func memoryChaos(t *testing.T, fresh bool) {
 		epochs[i] = n.epoch
 	}
 	run.finish(epochs, fresh)
-	srv.kill()
 }
 
 // chaosRedisServer is the child role of TestRestartChaosRedis: a Hub on
@@ -644,6 +651,7 @@ func TestRestartChaosRedis(t *testing.T) {
 
 	ctx, stop := context.WithCancel(context.Background())
 	var publisher sync.WaitGroup
+	t.Cleanup(func() { stop(); publisher.Wait() }) // should the test stop early
 	var pubErr error
 	publisher.Go(func() {
 		tick := time.NewTicker(chaosPublishAt)
