@@ -68,6 +68,16 @@ type chaosSchedule struct {
 	subscribers      int
 }
 
+// up is how long the server lives this time: mostly long enough for the
+// subscribers to come back and catch up, but one time in four only a few
+// milliseconds, so that kills also land while they reconnect and replay.
+func (s chaosSchedule) up(rng *rand.Rand) time.Duration {
+	if rng.IntN(4) == 0 {
+		return between(rng, time.Millisecond, 20*time.Millisecond)
+	}
+	return between(rng, s.upMin, s.upMax)
+}
+
 func defaultSchedule() chaosSchedule {
 	return chaosSchedule{
 		kills:       pick(4, 100),
@@ -500,7 +510,7 @@ func memoryChaos(t *testing.T, fresh bool) {
 
 	node := first
 	for range sched.kills {
-		time.Sleep(between(rng, sched.upMin, sched.upMax))
+		time.Sleep(sched.up(rng))
 		srv.kill()
 		early := rng.IntN(2) == 0 // the new process publishes before it listens
 		if fresh {
@@ -670,7 +680,7 @@ func TestRestartChaosRedis(t *testing.T) {
 	})
 
 	for range sched.kills {
-		time.Sleep(between(rng, sched.upMin, sched.upMax))
+		time.Sleep(sched.up(rng))
 		mu.Lock()
 		node.kill()
 		mu.Unlock()
