@@ -1,0 +1,314 @@
+package sse_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/b2ce5911/sse"
+)
+
+// repeatReader is an endless stream of one byte: a 100 MB line costs no
+// memory to produce.
+type repeatReader byte
+
+func (r repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r)
+	}
+	return len(p), nil
+}
+
+// stubStream sends r as an event stream, until it ends or the client goes
+// away.
+func stubStream(r func() io.Reader) stubStep {
+	return func(w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.Copy(w, r())
+	}
+}
+
+// hugeLine is an event, then a 100 MB data line, then an event that must
+// never be seen.
+func hugeLine() io.Reader {
+	return io.MultiReader(strings.NewReader("id: 1\ndata: a\n\ndata: "),
+		io.LimitReader(repeatReader('x'), 100<<20), strings.NewReader("\n\ndata: after\n\n"))
+}
+
+// stubNoContentType answers with an event stream that names no type at
+// all: a nil value keeps net/http from sniffing one.
+func stubNoContentType(body string) stubStep {
+	return func(w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
+		w.Header()["Content-Type"] = nil
+		io.WriteString(w, body)
+	}
+}
+
+// TestClientBadInput feeds a Client hostile or broken answers after a
+// good stream: each must end in its documented error or behaviour, and
+// every event before it must have been delivered.
+func TestClientBadInput(t *testing.T) {
+	t.Parallel()
+	const base = time.Second
+	good := stubSend("id: 1\ndata: a\n\n") // the stream that works, before the bad input
+	a := ev{"1", "message", "a"}
+	type span struct{ lo, hi time.Duration } // a wait within [lo, hi]
+	exactly := func(d time.Duration) span { return span{d, d} }
+	tests := []struct {
+		name    string
+		steps   []stubStep // past them the server answers 204, which stops the Client
+		config  func(c *sse.Client)
+		want    []ev
+		wantErr func(error) bool // nil: the stream must end without error (the 204)
+		wantIDs []string         // Last-Event-ID of each request; "-" means none
+		delays  []span
+	}{
+		{
+			name:    "100 MB line: ErrEventTooLarge with the default limit",
+			steps:   []stubStep{stubStream(hugeLine)},
+			want:    []ev{a},
+			wantErr: func(err error) bool { return errors.Is(err, sse.ErrEventTooLarge) },
+			wantIDs: []string{"-"}, // final: reconnecting would meet the same line
+		},
+		{
+			name:    "invalid UTF-8 passes through, in the id sent back too",
+			steps:   []stubStep{good, stubSend("id: \xff\xfe\nevent: \xc3(\ndata: \x80\xbf\n\n"), stubSend("data: b\n\n")},
+			want:    []ev{a, {"\xff\xfe", "\xc3(", "\x80\xbf"}, {"\xff\xfe", "message", "b"}},
+			wantIDs: []string{"-", "1", "\xff\xfe", "\xff\xfe"},
+			delays:  []span{exactly(base), exactly(base), exactly(base)},
+		},
+		{
+			name:    "id with NUL is ignored",
+			steps:   []stubStep{stubSend("id: 1\ndata: a\n\nid: 2\x00\ndata: b\n\nid: \x00\n\n")},
+			want:    []ev{a, {"1", "message", "b"}},
+			wantIDs: []string{"-", "1"},
+			delays:  []span{exactly(base)},
+		},
+		{
+			name:    "wrong Content-Type after a working stream stops",
+			steps:   []stubStep{good, stubSendAs("text/plain", "data: x\n\n")},
+			want:    []ev{a},
+			wantErr: func(err error) bool { return errors.Is(err, sse.ErrContentType) },
+			wantIDs: []string{"-", "1"},
+			delays:  []span{exactly(base)},
+		},
+		{
+			name:    "no Content-Type at all after a working stream stops",
+			steps:   []stubStep{good, stubNoContentType("data: x\n\n")},
+			want:    []ev{a},
+			wantErr: func(err error) bool { return errors.Is(err, sse.ErrContentType) },
+			wantIDs: []string{"-", "1"},
+			delays:  []span{exactly(base)},
+		},
+		{
+			name:    "302 without Location is a StatusError",
+			steps:   []stubStep{good, stubRedirect(http.StatusFound, "")},
+			want:    []ev{a},
+			wantErr: isStatusError(http.StatusFound),
+			wantIDs: []string{"-", "1"},
+			delays:  []span{exactly(base)},
+		},
+		{
+			name:    "404 is final",
+			steps:   []stubStep{good, stubStatus(http.StatusNotFound)},
+			want:    []ev{a},
+			wantErr: isStatusError(http.StatusNotFound),
+			wantIDs: []string{"-", "1"},
+			delays:  []span{exactly(base)},
+		},
+		{
+			name:    "500 is final without RetryStatus",
+			steps:   []stubStep{good, stubStatus(http.StatusInternalServerError)},
+			want:    []ev{a},
+			wantErr: isStatusError(http.StatusInternalServerError),
+			wantIDs: []string{"-", "1"},
+			delays:  []span{exactly(base)},
+		},
+		{
+			name:    "5xx retried with RetryStatus, 4xx still final",
+			steps:   []stubStep{good, stubStatus(502), stubStatus(503), stubSend("data: b\n\n"), stubStatus(429)},
+			config:  func(c *sse.Client) { c.RetryStatus = func(code int) bool { return code >= 500 } },
+			want:    []ev{a, {"1", "message", "b"}},
+			wantErr: isStatusError(429),
+			wantIDs: []string{"-", "1", "1", "1", "1"},
+			delays:  []span{exactly(base), {base / 2, base}, {base, 2 * base}, exactly(base)},
+		},
+		{
+			name:    "server stops mid-event after a CR: the event and its id are dropped",
+			steps:   []stubStep{stubBreak("id: 1\ndata: a\n\nid: 2\rdata: cut\r"), stubSend("data: b\n\n")},
+			want:    []ev{a, {"1", "message", "b"}},
+			wantIDs: []string{"-", "1", "1"},
+			delays:  []span{exactly(base), exactly(base)},
+		},
+		{
+			name: "retry: 0 reconnects at once after a working stream, never in a hot loop",
+			// Streams that open and end without an event count as failures:
+			// the wait doubles from 100 ms (with jitter), then a working
+			// stream brings it back to the server's 0.
+			steps:   []stubStep{stubSend("retry: 0\ndata: a\n\n"), stubSend(""), stubSend(": only a comment\n"), stubSend("data: b\n\n")},
+			want:    []ev{{"", "message", "a"}, {"", "message", "b"}},
+			wantIDs: []string{"-", "-", "-", "-", "-"},
+			delays:  []span{exactly(0), {50 * time.Millisecond, 100 * time.Millisecond}, {100 * time.Millisecond, 200 * time.Millisecond}, exactly(0)},
+		},
+		{
+			name:    "retry: 10^12 is cut to the default 30 s cap",
+			steps:   []stubStep{stubSend("retry: 1000000000000\ndata: a\n\n"), stubSend("data: b\n\n")},
+			want:    []ev{{"", "message", "a"}, {"", "message", "b"}},
+			wantIDs: []string{"-", "-", "-"},
+			delays:  []span{exactly(30 * time.Second), exactly(30 * time.Second)},
+		},
+		{
+			name:    "retry beyond what a Duration holds does not overflow",
+			steps:   []stubStep{stubSend("retry: 99999999999999999999999999999\ndata: a\n\n")},
+			want:    []ev{{"", "message", "a"}},
+			wantIDs: []string{"-", "-"},
+			delays:  []span{exactly(30 * time.Second)},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newStubServer(t, tt.steps...)
+			var rec stubDelays
+			c := &sse.Client{HTTPClient: srv.Client(), ReconnectDelay: base}
+			if tt.config != nil {
+				tt.config(c)
+			}
+			rec.install(c)
+			got, err := stubCollect(context.Background(), c, srv.URL)
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && (err == nil || !tt.wantErr(err)) {
+				t.Errorf("error = %v", err)
+			}
+			if err != nil && !strings.HasPrefix(err.Error(), "sse: ") {
+				t.Errorf("error %q does not say where it comes from", err)
+			}
+			if !equalEvents(got, tt.want) {
+				t.Errorf("events = %q, want %q", got, tt.want)
+			}
+			var ids []string
+			for _, r := range srv.requests() {
+				id, ok := sentLastEventID(r)
+				if !ok {
+					id = "-"
+				}
+				ids = append(ids, id)
+			}
+			if strings.Join(ids, ",") != strings.Join(tt.wantIDs, ",") {
+				t.Errorf("Last-Event-IDs = %q, want %q", ids, tt.wantIDs)
+			}
+			delays := rec.get()
+			if len(delays) != len(tt.delays) {
+				t.Fatalf("waits %v, want %d of them", delays, len(tt.delays))
+			}
+			for i, s := range tt.delays {
+				if delays[i] < s.lo || delays[i] > s.hi {
+					t.Errorf("wait %d = %v, want within [%v, %v]", i, delays[i], s.lo, s.hi)
+				}
+			}
+		})
+	}
+}
+
+// TestClientHugeLineBoundedMemory reads a stream with a 100 MB line and
+// samples the heap while it does: the Decoder must give up at its limit
+// (16 MB) without holding anything near the line. Not parallel, so that
+// the heap is this test's.
+func TestClientHugeLineBoundedMemory(t *testing.T) {
+	var peak atomic.Uint64
+	sample := func() {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		for p := peak.Load(); m.HeapAlloc > p && !peak.CompareAndSwap(p, m.HeapAlloc); p = peak.Load() {
+		}
+	}
+	var sent atomic.Int64
+	srv := newStubServer(t, stubStream(func() io.Reader {
+		return &sampledReader{r: hugeLine(), every: 1 << 20, sample: sample, n: &sent}
+	}))
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c := &sse.Client{HTTPClient: srv.Client()}
+	new(stubDelays).install(c)
+	got, err := stubCollect(context.Background(), c, srv.URL)
+	sample()
+	if !errors.Is(err, sse.ErrEventTooLarge) {
+		t.Fatalf("error = %v, want ErrEventTooLarge", err)
+	}
+	if len(got) != 1 || got[0].data != "a" {
+		t.Fatalf("events = %q, want the one before the line", got)
+	}
+	grew := int64(peak.Load()) - int64(before.HeapAlloc)
+	t.Logf("heap peak %.1f MB above the start while reading a 100 MB line (%.1f MB sent before the client hung up)",
+		float64(grew)/(1<<20), float64(sent.Load())/(1<<20))
+	// SetMaxEventSize documents about three times the limit; a Decoder
+	// that kept the line would need more than 100 MB.
+	if limit := int64(3*sse.DefaultMaxEventSize + 16<<20); grew > limit {
+		t.Errorf("heap grew by %d MB, over %d MB", grew>>20, limit>>20)
+	}
+}
+
+// sampledReader calls sample every so many bytes it passes on.
+type sampledReader struct {
+	r      io.Reader
+	every  int64
+	sample func()
+	n      *atomic.Int64
+}
+
+func (s *sampledReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if total := s.n.Add(int64(n)); total/s.every != (total-int64(n))/s.every {
+		s.sample()
+	}
+	return n, err
+}
+
+// TestUpgradeContentEncoding checks the header that keeps compression
+// middlewares from buffering a stream (see the reliability module for the
+// middlewares themselves).
+func TestUpgradeContentEncoding(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		allow  bool
+		preset string // set by a middleware before Upgrade
+		want   string
+	}{
+		{"default: identity", false, "", "identity"},
+		{"AllowCompression: none", true, "", ""},
+		{"a middleware's encoding is left alone", false, "gzip", "gzip"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := httptest.NewRecorder()
+			if tt.preset != "" {
+				w.Header().Set("Content-Encoding", tt.preset)
+			}
+			req := httptest.NewRequest("GET", "/", nil)
+			c, err := (&sse.Upgrader{AllowCompression: tt.allow, Heartbeat: -1}).Upgrade(w, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			if got := w.Result().Header.Get("Content-Encoding"); got != tt.want {
+				t.Errorf("Content-Encoding %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+var _ = []any{bufio.NewReader, fmt.Sprint, net.Dial, url.QueryEscape, sync.Mutex{}}
