@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -311,4 +309,220 @@ func TestUpgradeContentEncoding(t *testing.T) {
 	}
 }
 
-var _ = []any{bufio.NewReader, fmt.Sprint, net.Dial, url.QueryEscape, sync.Mutex{}}
+// rawStream sends a request written by hand, which may hold bytes no
+// http.Client would send, and returns the answer.
+func rawStream(t *testing.T, addr, request string) *http.Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// TestHubHostileLastEventID subscribes with Last-Event-ID values no Hub
+// issued: each gets the documented answer (a reset event carrying the
+// newest id, never the hostile value, then live events), or net/http's
+// own refusal before the Hub sees it; and the Hub keeps serving.
+func TestHubHostileLastEventID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// header is sent as Last-Event-ID, query as lastEventId; raw sends
+		// the header in a request written by hand.
+		header, query string
+		raw           bool
+		// epochID builds the value from the epoch of the Hub's ids.
+		epochID    func(epoch string) string
+		wantStatus int // 0: the stream opens
+	}{
+		{name: "1 MB header", header: strings.Repeat("9", 1<<20)},
+		{name: "2 MB header: net/http refuses it", header: strings.Repeat("9", 2<<20), wantStatus: http.StatusRequestHeaderFieldsTooLarge},
+		{name: "512 KiB query parameter", query: strings.Repeat("a-", 256<<10)},
+		{name: "binary header", header: "\x80\xff\xfe\xc0\xaf"},
+		{name: "control bytes in a raw header: net/http refuses it", header: "\x01\x02\x1b[2J\x7f", raw: true, wantStatus: http.StatusBadRequest},
+		{name: "NUL CR LF through the query", query: "\x00\r\nid: forged\r\n\r\ndata: injected"},
+		{name: "other epoch", epochID: func(string) string { return "00000000-1" }},
+		{name: "sequence beyond uint64", epochID: func(e string) string { return e + "-18446744073709551616" }},
+		{name: "negative sequence", epochID: func(e string) string { return e + "--1" }},
+		{name: "epoch only", epochID: func(e string) string { return e + "-" }},
+		{name: "dash only", header: "-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := &sse.Hub{}
+			ts := hubServer(t, h)
+			ids := publish(t, h, "t", "one", "two")
+			epoch, _, _ := strings.Cut(ids[0], "-")
+			header, query := tt.header, tt.query
+			if tt.epochID != nil {
+				header = tt.epochID(epoch)
+			}
+			target := "/?topic=t"
+			if query != "" {
+				target += "&lastEventId=" + url.QueryEscape(query)
+			}
+			var resp *http.Response
+			before := h.Stats().Subscriptions
+			if tt.raw {
+				resp = rawStream(t, ts.Listener.Addr().String(), "GET "+target+" HTTP/1.1\r\nHost: x\r\nLast-Event-ID: "+header+"\r\n\r\n")
+			} else {
+				ctx, cancel := context.WithCancel(context.Background())
+				t.Cleanup(cancel)
+				req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+target, nil)
+				if header != "" {
+					req.Header.Set("Last-Event-ID", header)
+				}
+				var err error
+				if resp, err = ts.Client().Do(req); err != nil {
+					t.Fatal(err)
+				}
+			}
+			defer resp.Body.Close()
+			if tt.wantStatus != 0 {
+				if resp.StatusCode != tt.wantStatus {
+					t.Fatalf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+				}
+				// The Hub never saw it, and still serves others.
+				d := subscribed(t, h, ts, "topic=t", nil)
+				publish(t, h, "t", "live")
+				if got := next(t, d); got.data != "live" {
+					t.Fatalf("after the refused request got %q", got)
+				}
+				return
+			}
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			for h.Stats().Subscriptions == before {
+				time.Sleep(time.Millisecond) // registration happens on the server's goroutine
+			}
+			live := publish(t, h, "t", "live")
+			d := sse.NewDecoder(resp.Body)
+			if got := next(t, d); got.typ != sse.DefaultResetType || got.id != ids[1] {
+				t.Fatalf("first event %q, want a reset with the newest id %q", got, ids[1])
+			}
+			if got := next(t, d); got != (ev{live[0], "message", "live"}) {
+				t.Fatalf("after the reset got %q, want the live event", got)
+			}
+		})
+	}
+}
+
+// TestConnInjection writes ids, types and comments holding CR, LF and NUL:
+// a write that could inject a field fails with ErrInvalidField and writes
+// nothing, and what the standard allows is written as it is. The stream
+// must be exactly the accepted writes.
+func TestConnInjection(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		write func(c *sse.Conn) error
+		want  string // the bytes written; "" when the write must fail
+	}{
+		{"id with LF", func(c *sse.Conn) error { return c.WriteEventWithID("1\ndata: x", "", nil) }, ""},
+		{"id with CR", func(c *sse.Conn) error { return c.WriteEventWithID("1\r", "", nil) }, ""},
+		{"id with CRLF", func(c *sse.Conn) error { return c.WriteEventWithID("1\r\n\r\ndata: x", "", nil) }, ""},
+		{"id with NUL", func(c *sse.Conn) error { return c.WriteEventWithID("\x00", "", nil) }, ""},
+		{"type with LF", func(c *sse.Conn) error { return c.WriteStringEvent("a\n\ndata: x", "y") }, ""},
+		{"type with CR", func(c *sse.Conn) error { return c.WriteEvent("a\r", []byte("y")) }, ""},
+		{"comment with LF", func(c *sse.Conn) error { return c.WriteComment("a\nid: 666") }, ""},
+		{"comment with CR", func(c *sse.Conn) error { return c.WriteComment("a\r") }, ""},
+		{"message with a bad comment writes no data either", func(c *sse.Conn) error {
+			return c.WriteMessage(sse.Message{Data: []byte("d"), Comment: "\n"})
+		}, ""},
+		{"JSON event with a bad type", func(c *sse.Conn) error { return c.WriteJsonEvent("t\n", 1) }, ""},
+		{"XML event with a bad type", func(c *sse.Conn) error { return c.WriteXmlEvent("t\r", point{}) }, ""},
+		{"prepared message with a bad id", func(c *sse.Conn) error {
+			_, err := sse.NewPreparedMessage(sse.Message{ID: "a\nb"})
+			return err
+		}, ""},
+		{"NUL in a type is allowed", func(c *sse.Conn) error { return c.WriteStringEvent("a\x00b", "y") }, "event: a\x00b\ndata: y\n\n"},
+		{"NUL in a comment is allowed", func(c *sse.Conn) error { return c.WriteComment("a\x00b") }, ": a\x00b\n"},
+		{"CR, LF and NUL in data are split and kept", func(c *sse.Conn) error { return c.WriteString("a\r\n\x00\rb\n") },
+			"data: a\ndata: \x00\ndata: b\ndata: \n\n"},
+	}
+	ts := streamServer(t, &sse.Upgrader{Heartbeat: -1}, func(c *sse.Conn, r *http.Request) {
+		for _, tt := range tests {
+			err := tt.write(c)
+			if tt.want == "" && !errors.Is(err, sse.ErrInvalidField) || tt.want != "" && err != nil {
+				t.Errorf("%s: error %v", tt.name, err)
+			}
+			if err != nil && !strings.HasPrefix(err.Error(), "sse: invalid field: ") {
+				t.Errorf("%s: error %q", tt.name, err)
+			}
+		}
+	})
+	resp, _ := open(t, ts.Client(), ts.URL, nil)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ":\n"
+	for _, tt := range tests {
+		want += tt.want
+	}
+	if string(body) != want {
+		t.Errorf("stream\n%q\nwant\n%q", body, want)
+	}
+}
+
+// TestHubPublishInjection publishes messages whose fields would inject:
+// each fails with ErrInvalidField and reaches neither the Broker nor a
+// subscriber, and the valid events around them all arrive.
+func TestHubPublishInjection(t *testing.T) {
+	t.Parallel()
+	bad := []struct {
+		name string
+		m    sse.Message
+	}{
+		{"id with LF", sse.Message{ID: "x\ndata: injected", Data: []byte("bad")}},
+		{"id with CR", sse.Message{ID: "x\r", Data: []byte("bad")}},
+		{"id with NUL", sse.Message{ID: "x\x00", Data: []byte("bad")}},
+		{"type with LF", sse.Message{Type: "t\n\ndata: injected", Data: []byte("bad")}},
+		{"type with CR", sse.Message{Type: "t\r", Data: []byte("bad")}},
+		{"comment with CRLF", sse.Message{Comment: "c\r\nid: 666", Data: []byte("bad")}},
+	}
+	broker := &sse.MemoryBroker{}
+	h := &sse.Hub{Broker: broker}
+	ts := hubServer(t, h)
+	first := publish(t, h, "t", "first")
+	d := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": {first[0]}})
+	var good []string
+	for _, b := range bad {
+		t.Run(b.name, func(t *testing.T) {
+			id, err := h.Publish(context.Background(), "t", b.m)
+			if !errors.Is(err, sse.ErrInvalidField) || id != "" {
+				t.Errorf("Publish = %q, %v; want ErrInvalidField", id, err)
+			}
+		})
+		good = append(good, "after "+b.name)
+		publish(t, h, "t", good[len(good)-1])
+	}
+	for _, want := range good {
+		if got := next(t, d); got.data != want || got.typ != "message" {
+			t.Fatalf("subscriber got %q, want %q", got, want)
+		}
+	}
+	if s := h.Stats(); s.Published != int64(1+len(good)) {
+		t.Errorf("Published %d, want %d", s.Published, 1+len(good))
+	}
+	entries, _, err := broker.Replay(context.Background(), []string{"t"}, first[0])
+	if err != nil || len(entries) != len(good) {
+		t.Fatalf("broker holds %d events after the first (%v), want %d: only the valid ones", len(entries), err, len(good))
+	}
+	for i, e := range entries {
+		if string(e.Data) != good[i] {
+			t.Errorf("broker event %d = %q, want %q", i, e.Data, good[i])
+		}
+	}
+}
