@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -524,5 +527,125 @@ func TestHubPublishInjection(t *testing.T) {
 		if string(e.Data) != good[i] {
 			t.Errorf("broker event %d = %q, want %q", i, e.Data, good[i])
 		}
+	}
+}
+
+// TestHubConnectDisconnectCycles opens and drops thousands of streams,
+// some cut off before they read anything, some resuming from an id, some
+// from garbage, while a publisher runs: afterwards the Hub counts no one,
+// the goroutines are back to where they were, the heap did not keep
+// anything per cycle, and a subscriber that stayed got every event in
+// order. Not parallel, so that goroutines and heap are this test's.
+func TestHubConnectDisconnectCycles(t *testing.T) {
+	cycles := 2000
+	if os.Getenv("SSE_LONG") == "1" {
+		cycles = 20000
+	}
+	const workers = 8
+	h := &sse.Hub{QueueSize: 1 << 16} // the staying subscriber must not be evicted for being slow under -race
+	ts := hubServer(t, h)
+	first := publish(t, h, "t", "first")
+	stay := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": {first[0]}})
+	tr := &http.Transport{}
+	client := &http.Client{Transport: tr}
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	baseline := runtime.NumGoroutine()
+
+	// The publisher runs while the cycles do, and stops after them.
+	stopPub := make(chan struct{})
+	published := make(chan []string, 1)
+	go func() {
+		var data []string
+		for i := 0; ; i++ {
+			select {
+			case <-stopPub:
+				published <- data
+				return
+			default:
+			}
+			d := fmt.Sprint("e", i)
+			if _, err := h.Publish(context.Background(), "t", sse.Message{Data: []byte(d)}); err != nil {
+				t.Error(err)
+			}
+			data = append(data, d)
+			if i%4 == 3 {
+				time.Sleep(time.Millisecond) // let the subscribers breathe; not a measurement
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < cycles; i += workers {
+				ctx, cancel := context.WithCancel(context.Background())
+				req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/?topic=t", nil)
+				switch i % 4 {
+				case 1:
+					req.Header.Set("Last-Event-ID", first[0])
+				case 2:
+					req.Header.Set("Last-Event-ID", "garbage")
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					cancel()
+					continue
+				}
+				if i%4 != 3 { // the last kind leaves without reading a byte
+					if _, err := resp.Body.Read(make([]byte, 1)); err != nil {
+						failed.Add(1)
+					}
+				}
+				cancel()
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(stopPub)
+	data := <-published
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of %d cycles failed to connect or read", n, cycles)
+	}
+	for _, want := range data {
+		if got := next(t, stay); got.data != want {
+			t.Fatalf("staying subscriber got %q, want %q", got.data, want)
+		}
+	}
+	tr.CloseIdleConnections()
+
+	// The Hub and the server notice the last disconnects on their own
+	// goroutines: wait for them, bounded.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := h.Stats()
+		n := runtime.NumGoroutine()
+		if s.Subscribers == 1 && s.Topics == 1 && n <= baseline {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d cycles: %d goroutines (%d before), stats %+v", cycles, n, baseline, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d cycles, %d events published meanwhile: live heap %+.2f MB", cycles, len(data), float64(grew)/(1<<20))
+	// What the run may keep is the Broker's history (DefaultHistory small
+	// events); a leak of what a cycle costs (a Conn, a subscriber, their
+	// buffers: several KiB) would show.
+	if grew > 4<<20 {
+		t.Errorf("live heap grew by %d KiB over %d cycles", grew>>10, cycles)
+	}
+	if s := h.Stats(); s.Evicted != 0 {
+		t.Errorf("stats %+v: no one should have been evicted", s)
 	}
 }
