@@ -649,3 +649,76 @@ func TestHubConnectDisconnectCycles(t *testing.T) {
 		t.Errorf("stats %+v: no one should have been evicted", s)
 	}
 }
+
+// TestHubFrozenClientWriteTimeout subscribes a client that never reads to
+// a Hub whose queue is too large to fill first: the write deadline must cut
+// it off, Serve must say so, and the Hub must forget it, while a client that
+// reads gets every event.
+func TestHubFrozenClientWriteTimeout(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{QueueSize: 1 << 14, Upgrader: sse.Upgrader{WriteTimeout: 100 * time.Millisecond}, Logger: quiet}
+	t.Cleanup(func() { h.Close() })
+	served := make(chan error, 4)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := h.Upgrader.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		served <- h.Serve(c, "t")
+	}))
+	t.Cleanup(ts.Close)
+	reader := subscribed(t, h, ts, "topic=t", nil)
+	rawSubscribe(t, h, ts, "/?topic=t") // and never read
+
+	payload := strings.Repeat("x", 64<<10)
+	read := make(chan int, 1024)
+	stopRead := make(chan struct{})
+	go func() {
+		defer close(read)
+		for i := 0; ; i++ {
+			e, err := reader.Decode()
+			if err != nil {
+				select {
+				case <-stopRead:
+				default:
+					t.Errorf("reader: event %d: %v", i, err)
+				}
+				return
+			}
+			if string(e.Bytes()) != fmt.Sprint(i, payload) {
+				t.Errorf("reader: event %d wrong", i)
+				return
+			}
+			read <- i
+		}
+	}()
+	// Publish, at most 32 events ahead of the reader, until the frozen
+	// client's Serve returns; 1000 events (64 MB) is far more than socket
+	// buffers hold.
+	var frozenErr error
+	consumed := -1
+	for i := 0; frozenErr == nil; i++ {
+		if i == 1000 {
+			t.Fatal("the frozen client was never cut off")
+		}
+		for consumed < i-32 {
+			select {
+			case consumed = <-read:
+			case frozenErr = <-served:
+			}
+		}
+		publish(t, h, "t", fmt.Sprint(i, payload))
+		select {
+		case frozenErr = <-served:
+		default:
+		}
+	}
+	var ne net.Error
+	if !errors.Is(frozenErr, sse.ErrConnectionClosed) || !errors.As(frozenErr, &ne) || !ne.Timeout() {
+		t.Fatalf("Serve of the frozen client: %v, want a write timeout wrapped in ErrConnectionClosed", frozenErr)
+	}
+	if s := h.Stats(); s.Subscribers != 1 || s.Evicted != 0 {
+		t.Fatalf("stats %+v: want only the reader left, no eviction (the deadline cut the frozen client)", s)
+	}
+	close(stopRead)
+}
