@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -130,18 +132,28 @@ func TestCompressionMiddlewareOneByOne(t *testing.T) {
 		wrap     func(http.Handler) http.Handler
 		encoding string // Content-Encoding of the answer
 		stalls   bool   // the middleware holds the first event back
+		proxied  bool   // an httputil.ReverseProxy stands in front
 	}{
-		{"gziphandler defaults", false, gziphandler.GzipHandler, "identity", false},
-		{"gzhttp defaults", false, gzhttpDefaults, "identity", false},
-		{"gzhttp defaults, AllowCompression", true, gzhttpDefaults, "gzip", false},
+		{"gziphandler defaults", false, gziphandler.GzipHandler, "identity", false, false},
+		{"gzhttp defaults", false, gzhttpDefaults, "identity", false, false},
+		{"gzhttp defaults, AllowCompression", true, gzhttpDefaults, "gzip", false, false},
+		{"gzhttp defaults, AllowCompression, behind a ReverseProxy", true, gzhttpDefaults, "gzip", false, true},
+		{"gziphandler defaults, behind a ReverseProxy", false, gziphandler.GzipHandler, "identity", false, true},
 		// The hazard AllowCompression documents: gziphandler buffers its
 		// first 1400 bytes, headers included, whatever the handler flushes.
-		{"gziphandler defaults, AllowCompression", true, gziphandler.GzipHandler, "", true},
+		{"gziphandler defaults, AllowCompression", true, gziphandler.GzipHandler, "", true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ts, ls := lockstepServer(t, &sse.Upgrader{Heartbeat: -1, AllowCompression: tt.allow}, tt.wrap)
+			if tt.proxied {
+				target, _ := url.Parse(ts.URL)
+				proxy := httputil.NewSingleHostReverseProxy(target) // passes Accept-Encoding on, and the gzip stream back
+				proxy.Transport = ts.Client().Transport
+				ts = httptest.NewServer(proxy)
+				t.Cleanup(ts.Close)
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL, nil)
