@@ -35,7 +35,11 @@
 // A Conn keeps idle streams alive with comment heartbeats, bounds every
 // write with a deadline so that a client that stopped reading cannot hold a
 // writer, and flushes through [net/http.ResponseController], which sees
-// through middleware that wraps the ResponseWriter.
+// through middleware that wraps the ResponseWriter. It answers with
+// Content-Encoding: identity, so that compression middlewares, some of
+// which buffer a response's first kilobyte whatever the handler flushes,
+// pass the stream through; [Upgrader.AllowCompression] lets one that
+// flushes on every Flush compress it.
 //
 // # Hub
 //

@@ -41,6 +41,19 @@ type Upgrader struct {
 	// Upgrade answers 403 Forbidden with the error's text and returns the
 	// error.
 	CheckRequest func(w http.ResponseWriter, r *http.Request) error
+
+	// AllowCompression lets a compression middleware encode the stream.
+	// By default the Upgrader answers with Content-Encoding: identity
+	// (unless a middleware has set a Content-Encoding already), which
+	// common compression middlewares take as "already encoded" and pass
+	// through untouched: several of them, such as
+	// github.com/NYTimes/gziphandler with its defaults, hold back the
+	// headers and the first kilobyte or so of a response whatever the
+	// handler flushes, so that a stream of small events stalls. Set it
+	// only behind a middleware that flushes its compressor on every Flush,
+	// such as github.com/klauspost/compress/gzhttp: events then arrive
+	// compressed, and still one by one.
+	AllowCompression bool
 }
 
 var defaultUpgrader Upgrader
@@ -52,8 +65,9 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
 
 // Upgrade answers the request with an event stream and returns the Conn to
 // write events to. The response headers (200, Content-Type
-// text/event-stream, Cache-Control no-cache, X-Accel-Buffering no, and
-// Connection keep-alive on HTTP/1.x) are flushed at once with the retry time,
+// text/event-stream, Cache-Control no-cache, X-Accel-Buffering no,
+// Content-Encoding identity unless AllowCompression is set, and Connection
+// keep-alive on HTTP/1.x) are flushed at once with the retry time,
 // or an empty comment when there is none, so that clients and proxies see
 // the stream open before the first event.
 //
@@ -78,6 +92,13 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	h.Del("Content-Length")
+	if _, set := h["Content-Encoding"]; !set && !u.AllowCompression {
+		// Compression middlewares skip a response that names its encoding;
+		// some would otherwise buffer the stream (see AllowCompression).
+		// One that encodes every response, and said so already, is left
+		// alone: overriding its header would mislabel its output.
+		h.Set("Content-Encoding", "identity")
+	}
 	if r.ProtoMajor == 1 {
 		h.Set("Connection", "keep-alive")
 	}
