@@ -9,14 +9,13 @@ replace (
 
 require (
 	github.com/NYTimes/gziphandler v1.1.1
-	github.com/b2ce5911/sse v0.0.0-00010101000000-000000000000
+	github.com/b2ce5911/sse v0.0.0
 	github.com/klauspost/compress v1.20.3
 	github.com/redis/go-redis/v9 v9.23.0
 	go.uber.org/goleak v1.3.0
 )
 
 require (
-	github.com/b2ce5911/sse v0.0.0
 	github.com/b2ce5911/sse/redis v0.0.0
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
