@@ -130,14 +130,13 @@ func scaleChild() {
 				defer resp.Body.Close()
 				streams[i].read(resp.Body)
 			})
-			if i%1000 == 0 {
-				// Every thousandth stream opens alone, so that its
-				// connection has the server's settings (1,000 streams)
-				// before the next requests look for one; otherwise
-				// each assumes the 100 of a connection just dialled and
-				// they dial many more.
-				<-opened
-			}
+			// One stream opens at a time, so that every request finds
+			// the connections with the server's settings (1,000 streams
+			// each) already read; requests sent together onto a
+			// connection just dialled would each assume the 100 streams
+			// of a connection whose settings have not come yet, and dial
+			// hundreds more.
+			<-opened
 		}
 	}
 
