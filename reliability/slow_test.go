@@ -280,7 +280,7 @@ func runFanout(t *testing.T, cfg fanoutRun) *fanoutResult {
 // with its last event ID and reads up to event last: together they must
 // hold events 1 to last, each once and in order.
 func resume(ctx context.Context, c net.Conn, addr string, last int64) error {
-	c.SetReadDeadline(time.Now().Add(time.Minute))
+	c.SetReadDeadline(time.Now().Add(15 * time.Second))
 	d, err := streamDecoder(c)
 	if err != nil {
 		return err
@@ -306,7 +306,7 @@ func resume(ctx context.Context, c net.Conn, addr string, last int64) error {
 		return err
 	}
 	defer c2.Close()
-	c2.SetReadDeadline(time.Now().Add(time.Minute))
+	c2.SetReadDeadline(time.Now().Add(15 * time.Second))
 	d2, err := streamDecoder(c2)
 	if err != nil {
 		return err
