@@ -2,7 +2,6 @@ package reliability_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -212,32 +211,13 @@ func closeOnce(ch chan struct{}) {
 // ends. Any end is an error; the one the child causes when it closes the
 // streams comes after its report.
 func (s *scaleStream) read(body io.Reader) {
-	br := bufio.NewReaderSize(body, 1024)
-	var data []byte
-	has := false
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			s.fail(fmt.Errorf("stream ended after event %d: %w", s.last.Load(), err))
-			return
+	err := readEvents(body, func(data []byte) error {
+		seq, _, err := parseEventData(data)
+		if err == nil && seq != s.last.Load()+1 {
+			err = fmt.Errorf("received seq %d after %d", seq, s.last.Load())
 		}
-		line = bytes.TrimRight(line, "\r\n")
-		switch {
-		case len(line) == 0:
-			if has {
-				seq, _, err := parseEventData(data)
-				if err == nil && seq != s.last.Load()+1 {
-					err = fmt.Errorf("received seq %d after %d", seq, s.last.Load())
-				}
-				if err != nil {
-					s.fail(err)
-					return
-				}
-				s.last.Store(seq)
-			}
-			has, data = false, data[:0]
-		case bytes.HasPrefix(line, []byte("data: ")):
-			data, has = append(data, line[len("data: "):]...), true
-		}
-	}
+		s.last.Store(seq)
+		return err
+	})
+	s.fail(fmt.Errorf("stream ended after event %d: %w", s.last.Load(), err))
 }

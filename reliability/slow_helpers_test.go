@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -84,9 +85,9 @@ func dialStream(ctx context.Context, addr, topic, lastID string, rcvbuf int) (ne
 	return c, nil
 }
 
-// streamDecoder reads the response head of a stream sent by dialStream
-// and returns a Decoder of its body.
-func streamDecoder(c net.Conn) (*sse.Decoder, error) {
+// streamBody reads the response head of a stream sent by dialStream and
+// returns its body.
+func streamBody(c net.Conn) (io.ReadCloser, error) {
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		return nil, err
@@ -95,7 +96,17 @@ func streamDecoder(c net.Conn) (*sse.Decoder, error) {
 		resp.Body.Close()
 		return nil, fmt.Errorf("status %s", resp.Status)
 	}
-	return sse.NewDecoder(resp.Body), nil
+	return resp.Body, nil
+}
+
+// streamDecoder returns a Decoder of the body of a stream sent by
+// dialStream.
+func streamDecoder(c net.Conn) (*sse.Decoder, error) {
+	body, err := streamBody(c)
+	if err != nil {
+		return nil, err
+	}
+	return sse.NewDecoder(body), nil
 }
 
 // smallSendBuffer is a listener whose connections have a send buffer of
@@ -195,6 +206,34 @@ func readAll(d *sse.Decoder, until int64) (seqs []int64, lastID string, err erro
 		seqs = append(seqs, seq)
 		if seq == until {
 			return seqs, d.LastEventID(), nil
+		}
+	}
+}
+
+// readEvents is a light event-stream reader for the many clients of a
+// test, with fixed buffers: it calls event with the data of every event
+// that has some (the slice is reused), and returns why it stopped: the
+// reader's error, or the first error of event.
+func readEvents(body io.Reader, event func(data []byte) error) error {
+	br := bufio.NewReaderSize(body, 2048)
+	data := make([]byte, 0, 2048)
+	has := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err // a long line (bufio.ErrBufferFull) is not one of ours
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0:
+			if has {
+				if err := event(data); err != nil {
+					return err
+				}
+			}
+			has, data = false, data[:0]
+		case bytes.HasPrefix(line, []byte("data: ")):
+			data, has = append(data, line[len("data: "):]...), true
 		}
 	}
 }
