@@ -36,16 +36,18 @@ func eventData(seq int64, at time.Time, size int) []byte {
 	return b
 }
 
-// parseEventData reads what eventData wrote.
+// parseEventData reads what eventData wrote; it looks at the two numbers
+// only, not at the padding.
 func parseEventData(b []byte) (seq, at int64, err error) {
-	f := bytes.Fields(b)
-	if len(f) < 2 {
+	f1, rest, _ := bytes.Cut(b, []byte(" "))
+	f2, _, _ := bytes.Cut(rest, []byte(" "))
+	if seq, err = strconv.ParseInt(string(f1), 10, 64); err == nil {
+		at, err = strconv.ParseInt(string(f2), 10, 64)
+	}
+	if err != nil {
 		return 0, 0, fmt.Errorf("event data %.40q: want \"seq unixnano ...\"", b)
 	}
-	if seq, err = strconv.ParseInt(string(f[0]), 10, 64); err == nil {
-		at, err = strconv.ParseInt(string(f[1]), 10, 64)
-	}
-	return seq, at, err
+	return seq, at, nil
 }
 
 // request is the raw HTTP/1.1 request of a stream of topic, resuming
@@ -211,12 +213,12 @@ func readAll(d *sse.Decoder, until int64) (seqs []int64, lastID string, err erro
 }
 
 // readEvents is a light event-stream reader for the many clients of a
-// test, with fixed buffers: it calls event with the data of every event
+// test, with fixed buffers (for events up to 8 KiB): it calls event with the data of every event
 // that has some (the slice is reused), and returns why it stopped: the
 // reader's error, or the first error of event.
 func readEvents(body io.Reader, event func(data []byte) error) error {
-	br := bufio.NewReaderSize(body, 2048)
-	data := make([]byte, 0, 2048)
+	br := bufio.NewReaderSize(body, 8<<10)
+	data := make([]byte, 0, 8<<10)
 	has := false
 	for {
 		line, err := br.ReadSlice('\n')
