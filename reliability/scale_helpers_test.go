@@ -102,14 +102,12 @@ func scaleChild() {
 			dials.Add(1)
 			return base(ctx, network, a)
 		}
-		addCloser(tr.CloseIdleConnections)
 		client := &http.Client{Transport: tr}
 		sctx, stop := context.WithCancel(ctx)
-		addCloser(stop)
+		addCloser(stop) // ends every stream
 		for i := range streams {
 			opened := make(chan struct{})
 			wg.Go(func() {
-				defer closeOnce(opened)
 				req, _ := http.NewRequestWithContext(sctx, "GET", "http://"+addr+"/?topic=t", nil)
 				req.Header.Set("Accept", "text/event-stream")
 				resp, err := client.Do(req)
@@ -118,7 +116,7 @@ func scaleChild() {
 					err = fmt.Errorf("status %s", resp.Status)
 				}
 				ready.Add(1)
-				closeOnce(opened)
+				close(opened)
 				if err != nil {
 					streams[i].fail(err)
 					return
@@ -197,14 +195,6 @@ func scaleChild() {
 		f()
 	}
 	wg.Wait()
-}
-
-func closeOnce(ch chan struct{}) {
-	select {
-	case <-ch:
-	default:
-		close(ch)
-	}
 }
 
 // read takes the events of body, which must be seq 1, 2, ..., until it
