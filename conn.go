@@ -212,8 +212,20 @@ func (c *Conn) write(encode func(dst []byte) ([]byte, error)) error {
 		return err
 	}
 	c.buf = buf
-	return c.sendBytes(buf)
+	err = c.sendBytes(buf)
+	if cap(c.buf) > maxKeptBuffer {
+		// A large event, or a batch of many (Hub writers coalesce up to
+		// maxBatch), is rare: a Conn that kept its buffer would hold its
+		// largest write for as long as it lives, and a server of ten
+		// thousand streams that many times over.
+		c.buf = nil
+	}
+	return err
 }
+
+// maxKeptBuffer is the largest write buffer a Conn keeps for its next
+// write: events up to it are encoded without allocating.
+const maxKeptBuffer = 16 << 10
 
 // valueEncoder is what encoding/json and encoding/xml encoders share.
 type valueEncoder interface{ Encode(v any) error }

@@ -11,3 +11,10 @@ func SetSleep(c *Client, f func(ctx context.Context, d time.Duration) error) { c
 
 // Backoff exposes the delay computation to the table test.
 var Backoff = backoff
+
+// BufferCap returns the capacity of the buffer c keeps between writes.
+func BufferCap(c *Conn) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return cap(c.buf)
+}
