@@ -29,12 +29,18 @@ func decodeAll(r io.Reader, max int) decoded {
 	d := sse.NewDecoder(r)
 	d.SetMaxEventSize(max)
 	d.OnComment(func(c string) { out.comments = append(out.comments, c) })
+	var kept []*sse.Event
 	for {
 		e, err := d.Decode()
 		if err != nil {
 			out.err = err
 			break
 		}
+		kept = append(kept, e)
+	}
+	// The events are read only now, so that one changed by the decoding of
+	// those after it is caught.
+	for _, e := range kept {
 		out.events = append(out.events, ev{e.ID, e.Type, string(e.Bytes())})
 	}
 	out.lastID = d.LastEventID()
@@ -315,5 +321,65 @@ func TestEventData(t *testing.T) {
 	}
 	if (&sse.Event{}).Bytes() != nil {
 		t.Fatal("Bytes of the zero Event is not nil")
+	}
+}
+
+// TestDecoderEventsStayValid keeps every event until the stream has ended:
+// payloads share read blocks, and the lines of later events are moved
+// around in blocks of their own, so an event's bytes must never change
+// once it has been returned, whatever the reads look like.
+func TestDecoderEventsStayValid(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	var want []ev
+	for i := range 3000 {
+		nl := []string{"\n", "\r\n", "\r"}[i%3]
+		id := strings.Repeat("i", i%7)
+		b.WriteString("id: " + id + nl)
+		if i%5 == 0 {
+			b.WriteString(": comment " + strings.Repeat("c", i%300) + nl)
+		}
+		var data []string
+		for l := range 1 + i%4 {
+			data = append(data, strings.Repeat(string(rune('a'+(i+l)%26)), (i*37+l*101)%(1<<(i%15))))
+		}
+		if i%97 == 0 {
+			data = append(data, strings.Repeat("L", 20000)) // over a block, and over the in-block payload limit
+		}
+		for _, l := range data {
+			b.WriteString("data: " + l + nl)
+		}
+		b.WriteString(nl)
+		want = append(want, ev{id, "message", strings.Join(data, "\n")})
+	}
+	in := b.String()
+	for _, rd := range readers {
+		t.Run(rd.name, func(t *testing.T) {
+			t.Parallel()
+			d := sse.NewDecoder(rd.wrap(strings.NewReader(in)))
+			var kept []*sse.Event
+			for {
+				e, err := d.Decode()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				kept = append(kept, e)
+			}
+			got := make([]ev, len(kept))
+			for i, e := range kept {
+				got[i] = ev{e.ID, e.Type, string(e.Bytes())}
+			}
+			if !equalEvents(got, want) {
+				for i := range min(len(got), len(want)) {
+					if got[i] != want[i] {
+						t.Fatalf("%d events, want %d; event %d is %q, want %q", len(got), len(want), i, clip(got[i:i+1]), clip(want[i:i+1]))
+					}
+				}
+				t.Fatalf("%d events, want %d", len(got), len(want))
+			}
+		})
 	}
 }
