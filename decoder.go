@@ -25,7 +25,7 @@ const (
 	// initialBufSize is the size of a read block. Small payloads are not
 	// copied out of the block they were read into: they stay there, and an
 	// event kept alive keeps its block alive.
-	initialBufSize = 32 << 10
+	initialBufSize = 32<<10 - 8
 	// maxShareBlock is the largest block that payloads are left in; a block
 	// grown beyond it for a long line has its payloads copied out, so that
 	// a small event never keeps a huge block alive.
@@ -157,7 +157,12 @@ func (d *Decoder) Decode() (*Event, error) {
 			if vs < le && d.buf[vs] == ' ' {
 				vs++
 			}
-			d.addData(vs, le)
+			if !d.hasData && le-vs <= d.maxSize {
+				d.hasData, d.inBuf = true, true // the payload is the line's value, where it is
+				d.pstart, d.pend = vs, le
+			} else {
+				d.addData(vs, le)
+			}
 			continue
 		}
 		if line[0] == ':' {
@@ -404,29 +409,29 @@ func (d *Decoder) dropBOM() bool {
 // stream of long CR-ended lines is not searched to its next LF again and
 // again), and CR only before that LF.
 func (d *Decoder) lineEnd() int {
-	s := d.scan
-	n := min(d.end-s, shortLine)
-	b := d.buf[s : s+n]
-	for len(b) >= 8 {
+	buf := d.buf[:d.end]
+	i := d.scan
+	s := min(d.end, i+shortLine)
+	for i+8 <= s {
 		// Flag the bytes below 14, which CR and LF are; the first one
 		// flagged is exact. Other control bytes are rare in a stream and
-		// are passed over byte by byte.
-		if m := lowMask(binary.LittleEndian.Uint64(b)); m != 0 {
-			i := bits.TrailingZeros64(m) / 8
-			if c := b[i]; c == '\n' || c == '\r' {
-				return s + n - len(b) + i
-			}
-			b = b[i+1:]
+		// are passed over one by one.
+		m := lowMask(binary.LittleEndian.Uint64(buf[i : i+8]))
+		if m == 0 {
+			i += 8
 			continue
 		}
-		b = b[8:]
+		i += bits.TrailingZeros64(m) / 8
+		if c := buf[i]; c == '\n' || c == '\r' {
+			return i
+		}
+		i++
 	}
-	for i, c := range b {
-		if c == '\n' || c == '\r' {
-			return s + n - len(b) + i
+	for ; i < s; i++ {
+		if c := buf[i]; c == '\n' || c == '\r' {
+			return i
 		}
 	}
-	s += n
 	lf := d.lf.next(d.buf, s, d.end, '\n')
 	cr := d.cr.next(d.buf, s, d.end, '\r')
 	if cr >= 0 && (lf < 0 || cr < lf) {
