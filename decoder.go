@@ -22,14 +22,14 @@ const DefaultMaxEventSize = 16 << 20
 var ErrEventTooLarge = errors.New("sse: event too large")
 
 const (
-	// initialBufSize is the size of a read block. Small payloads are not
-	// copied out of the block they were read into: they stay there, and an
-	// event kept alive keeps its block alive.
+	// initialBufSize is the size of a read block: a size class of the
+	// runtime's small allocations. Payloads are not copied out of the block
+	// they were read into, so an event kept alive keeps its block alive.
 	initialBufSize = 32<<10 - 8
 	// maxShareBlock is the largest block that payloads are left in; a block
 	// grown beyond it for a long line has its payloads copied out, so that
 	// a small event never keeps a huge block alive.
-	maxShareBlock = 2 * initialBufSize
+	maxShareBlock = initialBufSize
 	// minRead is the room a read is given before the block is moved on.
 	minRead = 4 << 10
 	// inlineMax bounds a payload of several lines built inside the read
@@ -534,7 +534,7 @@ func (d *Decoder) relocate(minRoom int) bool {
 	case need+minRoom > size:
 		size = min(max(2*size, initialBufSize, need+minRoom), keep+d.maxSize+lineSlack)
 	case size > maxShareBlock && need+minRead <= initialBufSize:
-		size = initialBufSize // don't keep a block grown for a long line
+		size = initialBufSize // back to blocks that payloads are left in
 	}
 	dst := d.buf
 	if d.shared || size != len(d.buf) {
