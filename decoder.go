@@ -405,9 +405,9 @@ func (d *Decoder) dropBOM() bool {
 // lineEnd returns the index of the first CR or LF in buf[scan:end], or -1
 // after moving scan to end. Most lines are short: for them one pass over
 // eight bytes at a time beats setting up two IndexByte calls. Beyond
-// shortLine, LF is found with bytes.IndexByte (remembering where, so that a
-// stream of long CR-ended lines is not searched to its next LF again and
-// again), and CR only before that LF.
+// shortLine, the next LF and the next CR are found with bytes.IndexByte and
+// remembered, so that no byte is searched twice for either, whatever the
+// mix of line endings.
 func (d *Decoder) lineEnd() int {
 	buf := d.buf[:d.end]
 	i := d.scan

@@ -3,6 +3,7 @@ package sse_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -332,7 +333,7 @@ func TestDecoderEventsStayValid(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
 	var want []ev
-	for i := range 3000 {
+	for i := range 800 {
 		nl := []string{"\n", "\r\n", "\r"}[i%3]
 		id := strings.Repeat("i", i%7)
 		b.WriteString("id: " + id + nl)
@@ -341,9 +342,9 @@ func TestDecoderEventsStayValid(t *testing.T) {
 		}
 		var data []string
 		for l := range 1 + i%4 {
-			data = append(data, strings.Repeat(string(rune('a'+(i+l)%26)), (i*37+l*101)%(1<<(i%15))))
+			data = append(data, strings.Repeat(string(rune('a'+(i+l)%26)), (i*37+l*101)%(1<<(i%13))))
 		}
-		if i%97 == 0 {
+		if i%61 == 0 {
 			data = append(data, strings.Repeat("L", 20000)) // over a block, and over the in-block payload limit
 		}
 		for _, l := range data {
@@ -382,4 +383,44 @@ func TestDecoderEventsStayValid(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDecoderAllocations holds the Decoder to at most one allocation per
+// event, for small events, 4 KiB ones, several data lines and an id that
+// changes with every event.
+func TestDecoderAllocations(t *testing.T) {
+	var b strings.Builder
+	const events = 2000
+	for i := range events {
+		fmt.Fprintf(&b, "id: %d\n", i)
+		switch i % 8 {
+		case 0:
+			b.WriteString("data: " + strings.Repeat("y", 4096) + "\r\n\r\n")
+		case 1:
+			for range 64 {
+				b.WriteString("data: " + strings.Repeat("z", 58) + "\r")
+			}
+			b.WriteString("\r")
+		default:
+			b.WriteString("event: update\ndata: {\"n\":1}\ndata: {\"n\":2}\n\n")
+		}
+	}
+	in := b.String()
+	allocs := testing.AllocsPerRun(3, func() {
+		d := sse.NewDecoder(strings.NewReader(in))
+		n := 0
+		for {
+			if _, err := d.Decode(); err != nil {
+				break
+			}
+			n++
+		}
+		if n != events {
+			t.Fatalf("decoded %d events, want %d", n, events)
+		}
+	})
+	if allocs > events {
+		t.Fatalf("%.0f allocations for %d events", allocs, events)
+	}
+	t.Logf("%.3f allocations per event", allocs/events)
 }
