@@ -22,9 +22,10 @@ const DefaultMaxEventSize = 16 << 20
 var ErrEventTooLarge = errors.New("sse: event too large")
 
 const (
-	// initialBufSize is the size of a read block: a size class of the
-	// runtime's small allocations. Payloads are not copied out of the block
-	// they were read into, so an event kept alive keeps its block alive.
+	// initialBufSize is the size of a read block, just under 32 KiB so that
+	// the runtime allocates it as a small object (32 KiB itself is a large
+	// one, which costs more). Payloads are not copied out of the block they
+	// were read into, so an event kept alive keeps its block alive.
 	initialBufSize = 32<<10 - 8
 	// maxShareBlock is the largest block that payloads are left in; a block
 	// grown beyond it for a long line has its payloads copied out, so that
