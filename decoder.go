@@ -22,12 +22,27 @@ const DefaultMaxEventSize = 16 << 20
 var ErrEventTooLarge = errors.New("sse: event too large")
 
 const (
-	initialBufSize = 32 << 10
-	// Payloads up to maxArenaItem share arenaSize blocks; larger ones get
-	// their own allocation, which they amortise anyway.
-	arenaSize    = 32 << 10
-	maxArenaItem = 4 << 10
-	eventBlock   = 16
+	// initialBufSize is the size of a read block, just under 32 KiB so that
+	// the runtime allocates it as a small object (32 KiB itself is a large
+	// one, which costs more). Payloads are not copied out of the block they
+	// were read into, so an event kept alive keeps its block alive.
+	initialBufSize = 32<<10 - 8
+	// maxShareBlock is the largest block that payloads are left in; a block
+	// grown beyond it for a long line has its payloads copied out, so that
+	// a small event never keeps a huge block alive.
+	maxShareBlock = initialBufSize
+	// minRead is the room a read is given before the block is moved on.
+	minRead = 4 << 10
+	// inlineMax bounds a payload of several lines built inside the read
+	// block, which has to move along with the unread bytes to the next
+	// block; a larger one is built in the decoder's own buffer.
+	inlineMax = 16 << 10
+	// Interned ids and types up to maxStrItem share strBlock blocks.
+	strBlock   = 2 << 10
+	maxStrItem = 256
+	eventBlock = 16
+	// shortLine is how far a line end is looked for a word at a time.
+	shortLine = 128
 	// lineSlack lets a line hold a field name and line ending on top of a
 	// value of the maximum event size.
 	lineSlack = 64
@@ -52,18 +67,26 @@ type Decoder struct {
 	maxSize int
 	comment func(string)
 
+	// buf is the read block. The unread bytes are buf[pos:end]; the payload
+	// of the event being read may be buf[pstart:pend], before pos; payloads
+	// of dispatched events may alias buf[:pos] when shared is set, so then
+	// nothing before pos is written again: fill moves on to a new block.
 	buf      []byte
-	pos, end int   // the unread bytes are buf[pos:end]
-	err      error // sticky read or size error, returned once buf is drained
-	skipLF   bool  // the last line ended in CR: an LF right after it belongs to it
+	pos, end int
+	shared   bool
+	scan     int    // buf[pos:scan] holds no line ending: a partial line is not searched twice
+	lf, cr   finder // the next LF and CR at or after scan, on long lines
+	err      error  // sticky read or size error, returned once buf is drained
+	skipLF   bool   // the last line ended in CR: an LF right after it belongs to it
 	bomDone  bool
 	empty    int // consecutive reads that returned nothing
 
-	scan int // buf[pos:scan] holds no line ending: a partial line is not searched twice
-
-	data  []byte // data buffer, each line followed by LF
-	typ   []byte // event type buffer
-	idBuf []byte // last event ID buffer
+	hasData      bool // the event being read has a data field
+	inBuf        bool // its payload is buf[pstart:pend], otherwise data
+	pstart, pend int
+	data         []byte // payload buffer for large events, lines joined by LF
+	typ          []byte // event type buffer
+	idBuf        []byte // last event ID buffer
 
 	lastID   string // last event ID string, updated at each dispatch
 	lastType string
@@ -71,12 +94,12 @@ type Decoder struct {
 	hasRetry bool
 
 	events []Event
-	arena  []byte
+	strs   []byte // block the interned ids and types are carved from
 }
 
 // NewDecoder returns a Decoder that reads from r with its own buffering.
 func NewDecoder(r io.Reader) *Decoder {
-	return &Decoder{r: r, maxSize: DefaultMaxEventSize}
+	return &Decoder{r: r, maxSize: DefaultMaxEventSize, lf: finder{pos: -1}, cr: finder{pos: -1}}
 }
 
 // SetMaxEventSize limits the data of one event, and the length of one line,
@@ -117,15 +140,29 @@ func (d *Decoder) OnComment(f func(text string)) { d.comment = f }
 // error again.
 func (d *Decoder) Decode() (*Event, error) {
 	for {
-		line, err := d.readLine()
+		ls, le, err := d.readLine()
 		if err != nil {
-			d.data, d.typ = d.data[:0], d.typ[:0]
+			d.hasData, d.typ = false, d.typ[:0]
 			d.idBuf = append(d.idBuf[:0], d.lastID...)
 			return nil, err
 		}
+		line := d.buf[ls:le]
 		if len(line) == 0 {
 			if e := d.dispatch(); e != nil {
 				return e, nil
+			}
+			continue
+		}
+		if len(line) >= 5 && string(line[:5]) == "data:" { // most lines
+			vs := ls + 5
+			if vs < le && d.buf[vs] == ' ' {
+				vs++
+			}
+			if !d.hasData && le-vs <= d.maxSize {
+				d.hasData, d.inBuf = true, true // the payload is the line's value, where it is
+				d.pstart, d.pend = vs, le
+			} else {
+				d.addData(vs, le)
 			}
 			continue
 		}
@@ -141,22 +178,20 @@ func (d *Decoder) Decode() (*Event, error) {
 		for i < len(line) && i <= 5 && line[i] != ':' {
 			i++
 		}
-		name, value := line[:i], []byte(nil)
+		name, vs := line[:i], le
 		if i < len(line) {
 			if line[i] != ':' {
 				continue
 			}
-			value = dropSpace(line[i+1:])
+			vs = ls + i + 1
+			if vs < le && d.buf[vs] == ' ' {
+				vs++
+			}
 		}
+		value := d.buf[vs:le]
 		switch string(name) {
 		case "data":
-			if len(d.data)+len(value) > d.maxSize {
-				d.err = tooLarge(d.maxSize)
-				d.pos, d.end, d.scan = 0, 0, 0 // nothing after an oversized event is read
-				continue                       // readLine now returns d.err
-			}
-			d.data = append(d.data, value...)
-			d.data = append(d.data, '\n')
+			d.addData(vs, le)
 		case "event":
 			d.typ = append(d.typ[:0], value...)
 		case "id":
@@ -169,6 +204,49 @@ func (d *Decoder) Decode() (*Event, error) {
 			}
 		}
 	}
+}
+
+// addData adds the data line buf[vs:ve] to the payload. The first line stays
+// where it is; later ones are moved down to follow it, over lines already
+// read, so the payload of an event in one block is never copied elsewhere.
+func (d *Decoder) addData(vs, ve int) {
+	size := ve - vs
+	if d.hasData {
+		size += d.payloadLen() + 1
+	}
+	if size > d.maxSize {
+		d.err = tooLarge(d.maxSize)
+		d.pos = d.end // nothing after an oversized event is read: readLine now returns d.err
+		return
+	}
+	switch {
+	case !d.hasData:
+		d.hasData, d.inBuf = true, true
+		d.pstart, d.pend = vs, ve
+		return
+	case d.inBuf && size <= inlineMax:
+		// pend < vs: the payload ends before the line holding the value.
+		d.buf[d.pend] = '\n'
+		d.pend += 1 + copy(d.buf[d.pend+1:], d.buf[vs:ve])
+		return
+	case d.inBuf:
+		d.toData()
+	}
+	d.data = append(d.data, '\n')
+	d.data = append(d.data, d.buf[vs:ve]...)
+}
+
+func (d *Decoder) payloadLen() int {
+	if d.inBuf {
+		return d.pend - d.pstart
+	}
+	return len(d.data)
+}
+
+// toData moves the payload from the read block to the data buffer.
+func (d *Decoder) toData() {
+	d.data = append(d.data[:0], d.buf[d.pstart:d.pend]...)
+	d.inBuf = false
 }
 
 func dropSpace(b []byte) []byte {
@@ -216,7 +294,7 @@ func (d *Decoder) dispatch() *Event {
 	if string(d.idBuf) != d.lastID {
 		d.lastID = d.intern(d.idBuf)
 	}
-	if len(d.data) == 0 {
+	if !d.hasData {
 		d.typ = d.typ[:0]
 		return nil
 	}
@@ -235,42 +313,44 @@ func (d *Decoder) dispatch() *Event {
 		d.lastType = d.intern(d.typ)
 		e.Type = d.lastType
 	}
-	e.setData(d.carve(d.data[:len(d.data)-1]))
-	d.typ = d.typ[:0]
-	if cap(d.data) > 1<<20 {
-		d.data = nil // don't keep a huge event's buffer for the small ones after it
-	} else {
+	switch {
+	case !d.inBuf:
+		e.setData(bytes.Clone(d.data))
+		if cap(d.data) > 1<<20 {
+			d.data = nil // don't keep a huge event's buffer for the small ones after it
+		}
 		d.data = d.data[:0]
+	case len(d.buf) > maxShareBlock:
+		e.setData(bytes.Clone(d.buf[d.pstart:d.pend]))
+	default:
+		e.setData(d.buf[d.pstart:d.pend:d.pend])
+		d.shared = true
 	}
+	d.hasData, d.typ = false, d.typ[:0]
 	return e
 }
 
-// carve copies b into memory that is never written again, shared with
-// neighbouring events when b is small.
-func (d *Decoder) carve(b []byte) []byte {
-	if len(b) > maxArenaItem {
-		return bytes.Clone(b)
-	}
-	if len(b) > cap(d.arena)-len(d.arena) {
-		d.arena = make([]byte, 0, arenaSize)
-	}
-	n := len(d.arena)
-	d.arena = append(d.arena, b...)
-	return d.arena[n:len(d.arena):len(d.arena)]
-}
-
-// intern returns b as a string in carved memory, which is immutable.
+// intern returns b as a string in memory that is never written again,
+// shared with neighbouring strings when b is small.
 func (d *Decoder) intern(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
-	c := d.carve(b)
-	return unsafe.String(&c[0], len(c))
+	if len(b) > maxStrItem {
+		return string(b)
+	}
+	if len(b) > cap(d.strs)-len(d.strs) {
+		d.strs = make([]byte, 0, strBlock)
+	}
+	n := len(d.strs)
+	d.strs = append(d.strs, b...)
+	return unsafe.String(&d.strs[n], len(b))
 }
 
-// readLine returns the next line without its ending; it is valid until the
-// next call. It returns an error only when no complete line is left.
-func (d *Decoder) readLine() ([]byte, error) {
+// readLine returns the bounds in buf of the next line without its ending;
+// they are valid until the next call. It returns an error only when no
+// complete line is left.
+func (d *Decoder) readLine() (start, end int, err error) {
 	for {
 		if d.pos < d.end {
 			if !d.bomDone && !d.dropBOM() {
@@ -285,26 +365,22 @@ func (d *Decoder) readLine() ([]byte, error) {
 					continue
 				}
 			}
-			if i := indexLineEnd(d.buf[d.scan:d.end]); i < 0 {
-				d.scan = d.end
-			} else {
-				i += d.scan
-				line := d.buf[d.pos:i]
+			if i := d.lineEnd(); i >= 0 {
+				start = d.pos
 				d.pos = i + 1
-				d.scan = d.pos
 				if d.buf[i] == '\r' {
 					if d.pos == d.end {
 						d.skipLF = true // decide when the next byte arrives, without waiting for it
 					} else if d.buf[d.pos] == '\n' {
 						d.pos++
-						d.scan++
 					}
 				}
-				return line, nil
+				d.scan = d.pos
+				return start, i, nil
 			}
 		}
 		if d.err != nil {
-			return nil, d.err
+			return 0, 0, d.err
 		}
 		d.fill()
 	}
@@ -327,53 +403,99 @@ func (d *Decoder) dropBOM() bool {
 	return true
 }
 
-// indexLineEnd returns the index of the first CR or LF in b, or -1. Lines
-// are short, so one pass over eight bytes at a time beats two IndexByte calls.
-func indexLineEnd(b []byte) int {
-	n := len(b)
-	for len(b) >= 16 {
-		if m := lineEndMask(binary.LittleEndian.Uint64(b)); m != 0 {
-			return n - len(b) + bits.TrailingZeros64(m)/8
+// lineEnd returns the index of the first CR or LF in buf[scan:end], or -1
+// after moving scan to end. Most lines are short: for them one pass over
+// eight bytes at a time beats setting up two IndexByte calls. Beyond
+// shortLine, the next LF and the next CR are found with bytes.IndexByte and
+// remembered, so that no byte is searched twice for either, whatever the
+// mix of line endings.
+func (d *Decoder) lineEnd() int {
+	buf := d.buf[:d.end]
+	i := d.scan
+	s := min(d.end, i+shortLine)
+	for i+8 <= s {
+		// Flag the bytes below 14, which CR and LF are; the first one
+		// flagged is exact. Other control bytes are rare in a stream and
+		// are passed over one by one.
+		m := lowMask(binary.LittleEndian.Uint64(buf[i : i+8]))
+		if m == 0 {
+			i += 8
+			continue
 		}
-		if m := lineEndMask(binary.LittleEndian.Uint64(b[8:])); m != 0 {
-			return n - len(b) + 8 + bits.TrailingZeros64(m)/8
+		i += bits.TrailingZeros64(m) / 8
+		if c := buf[i]; c == '\n' || c == '\r' {
+			return i
 		}
-		b = b[16:]
+		i++
 	}
-	for i, c := range b {
-		if c == '\n' || c == '\r' {
-			return n - len(b) + i
+	for ; i < s; i++ {
+		if c := buf[i]; c == '\n' || c == '\r' {
+			return i
 		}
 	}
+	lf := d.lf.next(d.buf, s, d.end, '\n')
+	cr := d.cr.next(d.buf, s, d.end, '\r')
+	if cr >= 0 && (lf < 0 || cr < lf) {
+		return cr
+	}
+	if lf < 0 {
+		d.scan = d.end
+	}
+	return lf
+}
+
+// lowMask has the high bit set in the lowest byte of x that is below 14
+// (higher bits may be set spuriously by borrows, the lowest never is).
+func lowMask(x uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	return (x - ones*14) &^ x & highs
+}
+
+// finder remembers where the next occurrence of a byte is, so that every
+// byte is searched once (with bytes.IndexByte, which is fast on long lines)
+// even when a line is cut by a read or ends at the other kind of byte.
+type finder struct {
+	pos     int // index of the byte found last, or -1
+	scanned int // no occurrence in [start, scanned), except at pos
+}
+
+func (f *finder) next(buf []byte, start, end int, c byte) int {
+	if f.pos >= start {
+		return f.pos
+	}
+	from := max(start, f.scanned)
+	if i := bytes.IndexByte(buf[from:end], c); i >= 0 {
+		f.pos, f.scanned = from+i, from+i
+		return f.pos
+	}
+	f.pos, f.scanned = -1, end
 	return -1
 }
 
-// lineEndMask has the high bit set in the lowest byte of x that is CR or LF
-// (higher bits may be set spuriously by borrows, the lowest never is).
-func lineEndMask(x uint64) uint64 {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	lf, cr := x^(ones*'\n'), x^(ones*'\r')
-	return ((lf - ones) &^ lf & highs) | ((cr - ones) &^ cr & highs)
+// moved follows the bytes from index from onwards moving delta bytes down.
+func (f *finder) moved(from, delta int) {
+	if f.scanned < from {
+		f.pos, f.scanned = -1, 0 // nothing known about the bytes kept
+		return
+	}
+	f.scanned -= delta
+	if f.pos >= from {
+		f.pos -= delta
+	} else {
+		f.pos = -1
+	}
 }
 
 // fill makes room and reads once, recording errors in d.err.
 func (d *Decoder) fill() {
-	if d.pos > 0 {
-		n := copy(d.buf, d.buf[d.pos:d.end])
-		d.scan -= d.pos
-		d.pos, d.end = 0, n
-		if len(d.buf) > 1<<20 && n <= initialBufSize {
-			d.buf = append(make([]byte, 0, initialBufSize), d.buf[:n]...)[:initialBufSize]
-		}
+	if d.hasData && d.inBuf && d.pend-d.pstart > inlineMax {
+		d.toData() // a large payload is not carried from block to block
 	}
-	if d.end == len(d.buf) {
-		limit := d.maxSize + lineSlack
-		if len(d.buf) >= limit {
-			d.err = tooLarge(d.maxSize)
+	minRoom := max(1, min(minRead, len(d.buf)/2))
+	if len(d.buf)-d.end < minRoom {
+		if !d.relocate(minRoom) {
 			return
 		}
-		size := min(max(2*len(d.buf), initialBufSize), limit)
-		d.buf = append(d.buf[:d.end], make([]byte, size-d.end)...)
 	}
 	n, err := d.r.Read(d.buf[d.end:])
 	if n < 0 || n > len(d.buf)-d.end {
@@ -391,4 +513,43 @@ func (d *Decoder) fill() {
 			d.err = io.ErrNoProgress
 		}
 	}
+}
+
+// relocate moves the payload being built and the unread bytes to the front
+// of the block, or of a new one when the block is shared or too small, so
+// that at least minRoom bytes are free. It reports false, setting d.err,
+// when the unread line is already over the limit.
+func (d *Decoder) relocate(minRoom int) bool {
+	unread := d.end - d.pos
+	if unread >= d.maxSize+lineSlack {
+		d.err = tooLarge(d.maxSize)
+		return false
+	}
+	keep := 0
+	if d.hasData && d.inBuf {
+		keep = d.pend - d.pstart
+	}
+	need := keep + unread
+	size := len(d.buf)
+	switch {
+	case need+minRoom > size:
+		size = min(max(2*size, initialBufSize, need+minRoom), keep+d.maxSize+lineSlack)
+	case size > maxShareBlock && need+minRead <= initialBufSize:
+		size = initialBufSize // back to blocks that payloads are left in
+	}
+	dst := d.buf
+	if d.shared || size != len(d.buf) {
+		dst = make([]byte, size)
+		d.shared = false
+	}
+	copy(dst, d.buf[d.pstart:d.pstart+keep])
+	copy(dst[keep:], d.buf[d.pos:d.end])
+	delta := d.pos - keep
+	d.lf.moved(d.pos, delta)
+	d.cr.moved(d.pos, delta)
+	d.scan -= delta
+	d.buf = dst
+	d.pstart, d.pend = 0, keep
+	d.pos, d.end = keep, need
+	return true
 }

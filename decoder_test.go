@@ -3,6 +3,7 @@ package sse_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -29,12 +30,18 @@ func decodeAll(r io.Reader, max int) decoded {
 	d := sse.NewDecoder(r)
 	d.SetMaxEventSize(max)
 	d.OnComment(func(c string) { out.comments = append(out.comments, c) })
+	var kept []*sse.Event
 	for {
 		e, err := d.Decode()
 		if err != nil {
 			out.err = err
 			break
 		}
+		kept = append(kept, e)
+	}
+	// The events are read only now, so that one changed by the decoding of
+	// those after it is caught.
+	for _, e := range kept {
 		out.events = append(out.events, ev{e.ID, e.Type, string(e.Bytes())})
 	}
 	out.lastID = d.LastEventID()
@@ -316,4 +323,104 @@ func TestEventData(t *testing.T) {
 	if (&sse.Event{}).Bytes() != nil {
 		t.Fatal("Bytes of the zero Event is not nil")
 	}
+}
+
+// TestDecoderEventsStayValid keeps every event until the stream has ended:
+// payloads share read blocks, and the lines of later events are moved
+// around in blocks of their own, so an event's bytes must never change
+// once it has been returned, whatever the reads look like.
+func TestDecoderEventsStayValid(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	var want []ev
+	for i := range 800 {
+		nl := []string{"\n", "\r\n", "\r"}[i%3]
+		id := strings.Repeat("i", i%7)
+		b.WriteString("id: " + id + nl)
+		if i%5 == 0 {
+			b.WriteString(": comment " + strings.Repeat("c", i%300) + nl)
+		}
+		var data []string
+		for l := range 1 + i%4 {
+			data = append(data, strings.Repeat(string(rune('a'+(i+l)%26)), (i*37+l*101)%(1<<(i%13))))
+		}
+		if i%61 == 0 {
+			data = append(data, strings.Repeat("L", 20000)) // over a block, and over the in-block payload limit
+		}
+		for _, l := range data {
+			b.WriteString("data: " + l + nl)
+		}
+		b.WriteString(nl)
+		want = append(want, ev{id, "message", strings.Join(data, "\n")})
+	}
+	in := b.String()
+	for _, rd := range readers {
+		t.Run(rd.name, func(t *testing.T) {
+			t.Parallel()
+			d := sse.NewDecoder(rd.wrap(strings.NewReader(in)))
+			var kept []*sse.Event
+			for {
+				e, err := d.Decode()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				kept = append(kept, e)
+			}
+			got := make([]ev, len(kept))
+			for i, e := range kept {
+				got[i] = ev{e.ID, e.Type, string(e.Bytes())}
+			}
+			if !equalEvents(got, want) {
+				for i := range min(len(got), len(want)) {
+					if got[i] != want[i] {
+						t.Fatalf("%d events, want %d; event %d is %q, want %q", len(got), len(want), i, clip(got[i:i+1]), clip(want[i:i+1]))
+					}
+				}
+				t.Fatalf("%d events, want %d", len(got), len(want))
+			}
+		})
+	}
+}
+
+// TestDecoderAllocations holds the Decoder to at most one allocation per
+// event, for small events, 4 KiB ones, several data lines and an id that
+// changes with every event.
+func TestDecoderAllocations(t *testing.T) {
+	var b strings.Builder
+	const events = 2000
+	for i := range events {
+		fmt.Fprintf(&b, "id: %d\n", i)
+		switch i % 8 {
+		case 0:
+			b.WriteString("data: " + strings.Repeat("y", 4096) + "\r\n\r\n")
+		case 1:
+			for range 64 {
+				b.WriteString("data: " + strings.Repeat("z", 58) + "\r")
+			}
+			b.WriteString("\r")
+		default:
+			b.WriteString("event: update\ndata: {\"n\":1}\ndata: {\"n\":2}\n\n")
+		}
+	}
+	in := b.String()
+	allocs := testing.AllocsPerRun(3, func() {
+		d := sse.NewDecoder(strings.NewReader(in))
+		n := 0
+		for {
+			if _, err := d.Decode(); err != nil {
+				break
+			}
+			n++
+		}
+		if n != events {
+			t.Fatalf("decoded %d events, want %d", n, events)
+		}
+	})
+	if allocs > events {
+		t.Fatalf("%.0f allocations for %d events", allocs, events)
+	}
+	t.Logf("%.3f allocations per event", allocs/events)
 }

@@ -20,9 +20,10 @@ var ErrInvalidField = errors.New("sse: invalid field")
 // The zero value is an event with no data. Events returned by a [Decoder]
 // (and so by [Notify] and [Client]) are read-only: they may be handed to
 // other goroutines, but must not be modified. To keep allocations below one
-// per event, a Decoder hands out events and their payloads from shared
-// blocks; an Event kept alive keeps at most about 34 KiB of its neighbours'
-// memory alive with it (a block of 16 events and one of 32 KiB of payloads).
+// per event, a Decoder hands out events from shared blocks and leaves their
+// payloads in the block of the stream they were read into; an Event kept
+// alive keeps at most about 36 KiB of its neighbours' memory alive with it
+// (a block of 16 events, the 32 KiB read block and 2 KiB of ids and types).
 type Event struct {
 	// URI is the URL of the stream the event came from, set by Notify and Client.
 	URI string
