@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -24,23 +25,26 @@ var ErrConnectionClosed = errors.New("sse: connection closed")
 type Conn struct {
 	w            http.ResponseWriter
 	rc           *http.ResponseController
+	flush        func() error // found once: ResponseController.Flush looks for it on every call
 	ctx          context.Context
 	cancel       context.CancelCauseFunc
 	writeTimeout time.Duration
 	lastEventID  string
 	reqDone      <-chan struct{} // the request's context
+	epoch        time.Time       // the clock readings below are durations since epoch
 
 	heartbeat *time.Timer // runs beat; nil without heartbeats
 
 	closed   atomic.Bool
-	writing  atomic.Bool
 	cutShort atomic.Bool           // Close set a past write deadline
 	cause    atomic.Pointer[error] // why the Conn closed; net/http may cancel ctx first, without one
 
 	mu         sync.Mutex // serialises writes and guards the fields below
 	buf        []byte
-	lastWrite  time.Time
-	noDeadline bool // the ResponseWriter cannot set write deadlines
+	beats      bool          // heartbeats are on: writes record lastWrite
+	lastWrite  time.Duration // since epoch
+	deadline   time.Duration // since epoch: the write deadline set last; 0 before the first
+	noDeadline bool          // the ResponseWriter cannot set write deadlines
 	json       encoderCache
 	xml        encoderCache
 }
@@ -102,11 +106,17 @@ func (c *Conn) shut() {
 		return
 	}
 	c.cancel(ErrConnectionClosed)
-	if c.writing.Load() {
-		// A deadline in the past makes the blocked Write return at once.
-		c.cutShort.Store(true)
-		_ = c.rc.SetWriteDeadline(time.Unix(1, 0))
+	// A held c.mu means that a write may be in progress (every write holds
+	// it): a deadline in the past makes a blocked Write return at once. A
+	// write that takes c.mu after this sees closed, and does not start.
+	// A flag set around each write would tell the same, at the price of two
+	// atomic stores per write.
+	if c.mu.TryLock() {
+		c.mu.Unlock()
+		return
 	}
+	c.cutShort.Store(true)
+	_ = c.rc.SetWriteDeadline(time.Unix(1, 0))
 }
 
 // Write sends data as an event of type "message".
@@ -244,16 +254,30 @@ func (c *Conn) writeEncoded(typ string, v any, cache *encoderCache, newEnc func(
 
 // sendBytes writes b and flushes; the caller holds c.mu. An empty b only
 // flushes, which sends the response headers.
+//
+// The clock is read only when a heartbeat or a write deadline needs it, and
+// the write deadline is moved only when less than writeTimeout of it is
+// left: it is then set to 1.5 × writeTimeout from now. So every write still
+// gets at least writeTimeout, and at most half as long again, while setting
+// a deadline, which costs more than the write itself on a ResponseWriter
+// that buffers (net/http reads the clock again and resets a runtime timer;
+// HTTP/2 goes through its connection's goroutine), happens at most once per
+// writeTimeout/2 of writing instead of on every write.
 func (c *Conn) sendBytes(b []byte) error {
-	c.writing.Store(true)
-	defer c.writing.Store(false)
-	now := time.Now() // one clock read serves the deadline and the heartbeat
-	if c.writeTimeout > 0 && !c.noDeadline {
-		if err := c.rc.SetWriteDeadline(now.Add(c.writeTimeout)); errors.Is(err, http.ErrNotSupported) {
+	deadlines := c.writeTimeout > 0 && !c.noDeadline
+	var now time.Duration
+	if c.beats || deadlines {
+		now = time.Since(c.epoch) // one monotonic clock read
+	}
+	if deadlines && addSat(now, c.writeTimeout) > c.deadline {
+		d := addSat(now, addSat(c.writeTimeout, c.writeTimeout/2))
+		if err := c.rc.SetWriteDeadline(c.epoch.Add(d)); errors.Is(err, http.ErrNotSupported) {
 			c.noDeadline = true // asking again costs an allocation per write
 		} else if err != nil {
 			c.fail(err)
 			return c.closedErr()
+		} else {
+			c.deadline = d
 		}
 	}
 	if c.closed.Load() { // Close may have run before our deadline replaced its own
@@ -264,7 +288,7 @@ func (c *Conn) sendBytes(b []byte) error {
 		_, err = c.w.Write(b)
 	}
 	if err == nil {
-		err = c.rc.Flush()
+		err = c.flush()
 	}
 	if err != nil {
 		c.fail(err)
@@ -272,6 +296,16 @@ func (c *Conn) sendBytes(b []byte) error {
 	}
 	c.lastWrite = now
 	return nil
+}
+
+// addSat adds two non-negative durations, saturating instead of
+// overflowing, so that a huge WriteTimeout is a far deadline and not one in
+// the past.
+func addSat(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 var heartbeatLine = []byte(":\n")
@@ -284,7 +318,7 @@ func (c *Conn) beat(d time.Duration) {
 	if !c.IsOpen() {
 		return
 	}
-	next := d - time.Since(c.lastWrite)
+	next := d - (time.Since(c.epoch) - c.lastWrite)
 	if next <= 0 {
 		if c.sendBytes(heartbeatLine) != nil {
 			return

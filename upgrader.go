@@ -34,6 +34,9 @@ type Upgrader struct {
 	// WriteTimeout bounds each write and flush, so a client that stopped
 	// reading cannot hold a writer. A write that times out closes the Conn.
 	// Zero means DefaultWriteTimeout; a negative value means no limit.
+	// The deadline is renewed only when less than WriteTimeout of it is
+	// left, so a write is cut after at least WriteTimeout and at most
+	// 1.5 × WriteTimeout.
 	WriteTimeout time.Duration
 
 	// CheckRequest, when not nil, runs before anything is written. It may
@@ -63,7 +66,8 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
 // When w cannot stream, Upgrade answers 500 and returns
 // [ErrStreamingNotSupported].
 func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
-	if !canFlush(w) {
+	flush := flusher(w)
+	if flush == nil {
 		http.Error(w, "streaming is not supported", http.StatusInternalServerError)
 		return nil, ErrStreamingNotSupported
 	}
@@ -90,12 +94,16 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	c := &Conn{
 		w:            w,
 		rc:           http.NewResponseController(w),
+		flush:        flush,
 		ctx:          ctx,
 		cancel:       cancel,
 		writeTimeout: cmp.Or(u.WriteTimeout, DefaultWriteTimeout),
 		lastEventID:  lastEventID(r),
 		reqDone:      r.Context().Done(),
+		epoch:        time.Now(),
 	}
+	hb := cmp.Or(u.Heartbeat, DefaultHeartbeat)
+	c.beats = hb > 0
 	c.json.trailer = "\n" // json.Encoder ends every value with a newline
 	// The request ending (the client went away, or the handler returned)
 	// closes the Conn, so that writes check one flag, not the context.
@@ -112,7 +120,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	if err != nil {
 		return nil, err
 	}
-	if hb := cmp.Or(u.Heartbeat, DefaultHeartbeat); hb > 0 {
+	if c.beats {
 		c.mu.Lock() // beat must not run before c.heartbeat is set
 		c.heartbeat = time.AfterFunc(hb, func() { c.beat(hb) })
 		c.mu.Unlock()
@@ -120,18 +128,21 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	return c, nil
 }
 
-// canFlush tells, as http.ResponseController would find out, whether w or a
-// writer it wraps can flush; asked before any header is written so that a
-// failure can still be a 500.
-func canFlush(w http.ResponseWriter) bool {
+// flusher finds, as http.ResponseController would, how w or a writer it
+// wraps flushes; nil when none can. It is asked before any header is
+// written, so that a failure can still be a 500, and its answer is kept
+// for every write.
+func flusher(w http.ResponseWriter) func() error {
 	for {
 		switch t := w.(type) {
-		case http.Flusher, interface{ FlushError() error }:
-			return true
+		case interface{ FlushError() error }:
+			return t.FlushError
+		case http.Flusher:
+			return func() error { t.Flush(); return nil }
 		case interface{ Unwrap() http.ResponseWriter }:
 			w = t.Unwrap()
 		default:
-			return false
+			return nil
 		}
 	}
 }
