@@ -98,20 +98,76 @@ type hubTopic struct {
 	stop   context.CancelFunc
 }
 
-// A subscriber's fields are guarded by Hub.mu, except evicted, and except
-// backlog, which its writer owns once catchUp has returned.
+// A subscriber's fields are guarded by Hub.mu, except evicted, the queue
+// (q, guarded by qmu), and backlog and spare, which its writer owns.
 type subscriber struct {
 	conn    *Conn
 	topics  []string
-	feeds   []*hubTopic // feeds[i] serves topics[i]
-	queue   chan *PreparedMessage
-	base    map[string]string  // topic → position before the first event queued for it
+	feeds   []*hubTopic        // feeds[i] serves topics[i]
+	base    []position         // base[i]: topics[i]'s position before the first event queued for it
 	last    string             // Hub.last when it registered
 	backlog []*PreparedMessage // position, reset or replay: written before the queue
 	skip    map[string]string  // topic → id: live events up to it came by replay
 	gone    bool               // removed from the Hub
 	live    bool               // caught up: every later event reaches it; counted in Stats
 	evicted atomic.Bool
+
+	// The queue is a slice that grows on demand up to queueSize, not a
+	// channel of queueSize slots: an idle subscriber, the usual kind, then
+	// holds a few slots instead of QueueSize pointers. The writer takes the
+	// whole slice at once and hands the one it wrote back as spare, so two
+	// slices serve for the subscriber's life.
+	qmu       sync.Mutex
+	q         []*PreparedMessage
+	spare     []*PreparedMessage
+	queueSize int
+	wake      chan struct{} // one token: something was queued since the writer last took
+}
+
+// position is where a topic stood; known is false until it is set.
+type position struct {
+	id    string
+	known bool
+}
+
+// push queues pm, or reports false when the queue is full.
+func (s *subscriber) push(pm *PreparedMessage) bool {
+	s.qmu.Lock()
+	if len(s.q) >= s.queueSize {
+		s.qmu.Unlock()
+		return false
+	}
+	if len(s.q) == cap(s.q) {
+		q := make([]*PreparedMessage, len(s.q), min(max(2*cap(s.q), 4), s.queueSize))
+		copy(q, s.q)
+		s.q = q
+	}
+	s.q = append(s.q, pm)
+	s.qmu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // the writer has a token already, and will take pm with the rest
+	}
+	return true
+}
+
+// take returns everything queued, oldest first, and empties the queue; the
+// writer gives the result back with done once it is written.
+func (s *subscriber) take() []*PreparedMessage {
+	s.qmu.Lock()
+	q := s.q
+	s.q, s.spare = s.spare[:0], nil
+	s.qmu.Unlock()
+	return q
+}
+
+// done lets go of the messages of q, a result of take, and keeps q for the
+// next take.
+func (s *subscriber) done(q []*PreparedMessage) {
+	clear(q)
+	if cap(q) > cap(s.spare) {
+		s.spare = q[:0]
+	}
 }
 
 // HubStats are counters for metrics.
@@ -212,10 +268,9 @@ func (h *Hub) deliver(t *hubTopic, e Entry) {
 			h.evictLocked(s)
 			continue
 		}
-		select {
-		case s.queue <- pm:
+		if s.push(pm) {
 			h.delivered.Add(1)
-		default:
+		} else {
 			h.evictLocked(s)
 		}
 	}
@@ -225,7 +280,7 @@ func (h *Hub) evictLocked(s *subscriber) {
 	s.evicted.Store(true)
 	h.removeLocked(s)
 	h.evicted.Add(1)
-	h.logger().Warn("sse: subscriber evicted: queue full", "topics", s.topics, "queue", cap(s.queue))
+	h.logger().Warn("sse: subscriber evicted: queue full", "topics", s.topics, "queue", s.queueSize)
 	s.conn.fail(ErrConnectionClosed) // its writer, in Serve, waits for the rest of Close
 }
 
@@ -281,7 +336,7 @@ func (h *Hub) Serve(c *Conn, topics ...string) error {
 		c.Close()
 		return errNoTopic
 	}
-	s := &subscriber{conn: c, topics: topics, queue: make(chan *PreparedMessage, cmp.Or(max(h.QueueSize, 0), DefaultQueueSize))}
+	s := &subscriber{conn: c, topics: topics, queueSize: cmp.Or(max(h.QueueSize, 0), DefaultQueueSize), wake: make(chan struct{}, 1)}
 	starting, err := h.register(s)
 	if err != nil {
 		c.Close()
@@ -320,8 +375,8 @@ func (h *Hub) register(s *subscriber) ([]*hubTopic, error) {
 		return nil, ErrHubClosed
 	}
 	var starting []*hubTopic
-	s.base = make(map[string]string, len(s.topics))
-	for _, name := range s.topics {
+	s.base = make([]position, len(s.topics))
+	for i, name := range s.topics {
 		t := h.topics[name]
 		if t == nil {
 			t = &hubTopic{name: name, subs: make(map[*subscriber]struct{}), ready: make(chan struct{})}
@@ -331,7 +386,7 @@ func (h *Hub) register(s *subscriber) ([]*hubTopic, error) {
 		t.subs[s] = struct{}{}
 		s.feeds = append(s.feeds, t)
 		if t.fed || isClosed(t.ready) {
-			s.base[name] = t.cursor
+			s.base[i] = position{t.cursor, true}
 		} // else the feed's start, once known
 	}
 	s.last = h.last
@@ -378,9 +433,9 @@ func (h *Hub) catchUp(s *subscriber) error {
 	}
 	after := s.conn.LastEventID()
 	h.mu.Lock()
-	for _, t := range s.feeds {
-		if _, ok := s.base[t.name]; !ok {
-			s.base[t.name] = t.start
+	for i, t := range s.feeds {
+		if !s.base[i].known {
+			s.base[i] = position{t.start, true}
 		}
 	}
 	if after == "" {
@@ -418,13 +473,12 @@ func (h *Hub) catchUp(s *subscriber) error {
 		s.backlog = append(s.backlog, pm)
 	}
 	// Live events queued during the replay; no feed adds any while the
-	// lock is held, and they fit back in since they came out of it.
-	var pending []*PreparedMessage
-	for len(s.queue) > 0 {
-		pending = append(pending, <-s.queue)
-	}
+	// lock is held.
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	pending := s.q
 	for i, name := range s.topics {
-		if i >= len(heads) || heads[i] == s.base[name] {
+		if i >= len(heads) || heads[i] == s.base[i].id {
 			continue // the replay ends where the live events begin
 		}
 		// The head came after the subscriber registered: the live events
@@ -448,9 +502,7 @@ func (h *Hub) catchUp(s *subscriber) error {
 			s.skip[name] = heads[i]
 		}
 	}
-	for _, pm := range pending {
-		s.queue <- pm
-	}
+	s.q = pending
 	return nil
 }
 
@@ -461,9 +513,9 @@ func (h *Hub) catchUp(s *subscriber) error {
 // once more. The caller holds Hub.mu.
 func (s *subscriber) resetID() string {
 	if len(s.topics) == 1 || s.last == "" {
-		for _, name := range s.topics {
-			if b := s.base[name]; b != "" {
-				return b
+		for _, b := range s.base {
+			if b.id != "" {
+				return b.id
 			}
 		}
 	}
@@ -471,36 +523,34 @@ func (s *subscriber) resetID() string {
 }
 
 // write is the subscriber's writer: the backlog, then whatever is queued,
-// coalesced into one write per wake-up.
+// coalesced into one write per wake-up (of at most maxBatch events each).
 func (h *Hub) write(s *subscriber) error {
 	c := s.conn
-	for len(s.backlog) > 0 {
-		n := min(len(s.backlog), maxBatch)
-		if err := c.WritePrepared(s.backlog[:n]...); err != nil {
-			return h.writeErr(s, err)
-		}
-		s.backlog = s.backlog[n:]
+	if err := h.writeAll(s, s.backlog); err != nil {
+		return err
 	}
 	s.backlog = nil
-	batch := make([]*PreparedMessage, 0, maxBatch)
 	for {
 		select {
-		case pm := <-s.queue:
-			batch = fill(append(batch[:0], pm), s.queue)
-			if err := c.WritePrepared(batch...); err != nil {
-				return h.writeErr(s, err)
+		case <-s.wake:
+			q := s.take()
+			err := h.writeAll(s, q)
+			s.done(q)
+			if err != nil {
+				return err
 			}
-			clear(batch) // let the messages go
 		case <-c.Done():
 			return h.writeErr(s, nil)
 		case <-h.drain:
 			for {
-				batch = fill(batch[:0], s.queue)
-				if len(batch) == 0 {
+				q := s.take()
+				if len(q) == 0 {
 					return ErrHubClosed
 				}
-				if err := c.WritePrepared(batch...); err != nil {
-					return h.writeErr(s, err)
+				err := h.writeAll(s, q)
+				s.done(q)
+				if err != nil {
+					return err
 				}
 			}
 		case <-h.done:
@@ -509,17 +559,16 @@ func (h *Hub) write(s *subscriber) error {
 	}
 }
 
-// fill adds what is queued, without waiting, up to maxBatch.
-func fill(batch []*PreparedMessage, q chan *PreparedMessage) []*PreparedMessage {
-	for len(batch) < maxBatch {
-		select {
-		case pm := <-q:
-			batch = append(batch, pm)
-		default:
-			return batch
+// writeAll writes pms, maxBatch at a time.
+func (h *Hub) writeAll(s *subscriber, pms []*PreparedMessage) error {
+	for len(pms) > 0 {
+		n := min(len(pms), maxBatch)
+		if err := s.conn.WritePrepared(pms[:n]...); err != nil {
+			return h.writeErr(s, err)
 		}
+		pms = pms[n:]
 	}
-	return batch
+	return nil
 }
 
 // writeErr tells why a writer stopped; err is nil when the client left.
