@@ -168,20 +168,27 @@ func (c *Conn) WriteRetry(d time.Duration) error {
 // WritePrepared sends messages encoded once by [NewPreparedMessage], with
 // one flush for all of them.
 func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
-	if len(pms) == 1 { // the common case needs no copy
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if !c.IsOpen() {
-			return c.closedErr()
-		}
-		return c.sendBytes(pms[0].data)
+	return c.writePrepared(pms)
+}
+
+// writePrepared is WritePrepared without the variadic call, for the Hub's
+// writer: each frame on its path deepens the stack that an idle subscriber
+// keeps (see Hub.Serve).
+func (c *Conn) writePrepared(pms []*PreparedMessage) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.IsOpen() {
+		return c.closedErr()
 	}
-	return c.write(func(dst []byte) ([]byte, error) {
+	b := pms[0].data // the common case needs no copy
+	if len(pms) > 1 {
+		b = c.buf[:0]
 		for _, pm := range pms {
-			dst = append(dst, pm.data...)
+			b = append(b, pm.data...)
 		}
-		return dst, nil
-	})
+		c.buf = b
+	}
+	return c.sendBytes(b)
 }
 
 // PreparedMessage is a Message encoded once, to be sent to many Conns with

@@ -161,6 +161,13 @@ func (s *subscriber) take() []*PreparedMessage {
 	return q
 }
 
+// queued reports whether the queue has messages.
+func (s *subscriber) queued() bool {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return len(s.q) > 0
+}
+
 // done lets go of the messages of q, a result of take, and keeps q for the
 // next take.
 func (s *subscriber) done(q []*PreparedMessage) {
@@ -318,7 +325,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Upgrade has answered
 	}
-	_ = h.Serve(c, topics...)
+	h.serve(c, topics)
 }
 
 // Serve subscribes c to topics and writes their events to it until the
@@ -330,30 +337,48 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // told the current position (an id without an event), so that it can
 // resume from there even before its first event.
 func (h *Hub) Serve(c *Conn, topics ...string) error {
-	h.init()
-	topics = slices.Compact(slices.Sorted(slices.Values(topics))) // a topic named twice is still one stream of events
-	if len(topics) == 0 {
-		c.Close()
-		return errNoTopic
-	}
-	s := &subscriber{conn: c, topics: topics, queueSize: cmp.Or(max(h.QueueSize, 0), DefaultQueueSize), wake: make(chan struct{}, 1)}
-	starting, err := h.register(s)
-	if err != nil {
+	return h.serve(c, topics)
+}
+
+// serve is Serve for ServeHTTP too, which saves a frame: the goroutine of
+// an idle subscriber waits in write's select with serve beneath it, and
+// net/http's frames beneath that. That stack stays at 4 KiB only while its
+// deepest point, a write that goes down to the socket through net/http's
+// chunked writer and its fmt.Fprintf, fits in it: past that it doubles to
+// 8 KiB for the life of the connection, and an idle connection costs 4 KiB
+// more. So the work is in join and write, and the path from serve down to
+// Conn.sendBytes is kept to a few small frames.
+func (h *Hub) serve(c *Conn, topics []string) error {
+	s, err := h.join(c, topics)
+	if s == nil {
 		c.Close()
 		return err
 	}
-	defer h.active.Done()
-	defer func() {
-		h.mu.Lock()
-		h.removeLocked(s)
-		h.mu.Unlock()
-		c.Close()
-	}()
+	defer h.leave(s)
+	if err != nil {
+		return err
+	}
+	return h.write(s)
+}
+
+// join registers a subscriber for c and catches it up; s is nil when it
+// could not register.
+func (h *Hub) join(c *Conn, topics []string) (s *subscriber, err error) {
+	h.init()
+	topics = slices.Compact(slices.Sorted(slices.Values(topics))) // a topic named twice is still one stream of events
+	if len(topics) == 0 {
+		return nil, errNoTopic
+	}
+	s = &subscriber{conn: c, topics: topics, queueSize: cmp.Or(max(h.QueueSize, 0), DefaultQueueSize), wake: make(chan struct{}, 1)}
+	starting, err := h.register(s)
+	if err != nil {
+		return nil, err
+	}
 	for _, t := range starting {
 		h.startFeed(t)
 	}
 	if err := h.catchUp(s); err != nil {
-		return err
+		return s, err
 	}
 	h.mu.Lock()
 	if !s.gone {
@@ -362,7 +387,16 @@ func (h *Hub) Serve(c *Conn, topics ...string) error {
 		h.subscribed.Add(1)
 	}
 	h.mu.Unlock()
-	return h.write(s)
+	return s, nil
+}
+
+// leave undoes join, once s's writer has stopped.
+func (h *Hub) leave(s *subscriber) {
+	h.mu.Lock()
+	h.removeLocked(s)
+	h.mu.Unlock()
+	s.conn.Close()
+	h.active.Done()
 }
 
 // register adds s to its topics, from which point every event their feeds
@@ -525,48 +559,43 @@ func (s *subscriber) resetID() string {
 // write is the subscriber's writer: the backlog, then whatever is queued,
 // coalesced into one write per wake-up (of at most maxBatch events each).
 func (h *Hub) write(s *subscriber) error {
-	c := s.conn
-	if err := h.writeAll(s, s.backlog); err != nil {
+	if err := h.writeAll(s, s.backlog, false); err != nil {
 		return err
 	}
 	s.backlog = nil
 	for {
 		select {
 		case <-s.wake:
-			q := s.take()
-			err := h.writeAll(s, q)
-			s.done(q)
-			if err != nil {
+			if err := h.writeAll(s, s.take(), true); err != nil {
 				return err
 			}
-		case <-c.Done():
+		case <-s.conn.Done():
 			return h.writeErr(s, nil)
 		case <-h.drain:
-			for {
-				q := s.take()
-				if len(q) == 0 {
-					return ErrHubClosed
-				}
-				err := h.writeAll(s, q)
-				s.done(q)
-				if err != nil {
+			for s.queued() {
+				if err := h.writeAll(s, s.take(), true); err != nil {
 					return err
 				}
 			}
+			return ErrHubClosed
 		case <-h.done:
 			return ErrHubClosed
 		}
 	}
 }
 
-// writeAll writes pms, maxBatch at a time.
-func (h *Hub) writeAll(s *subscriber, pms []*PreparedMessage) error {
-	for len(pms) > 0 {
-		n := min(len(pms), maxBatch)
-		if err := s.conn.WritePrepared(pms[:n]...); err != nil {
-			return h.writeErr(s, err)
-		}
-		pms = pms[n:]
+// writeAll writes pms, maxBatch events per write; queued tells that pms
+// came from s.take, to be given back.
+func (h *Hub) writeAll(s *subscriber, pms []*PreparedMessage, queued bool) error {
+	var err error
+	for i := 0; i < len(pms) && err == nil; i += maxBatch {
+		err = s.conn.writePrepared(pms[i:min(i+maxBatch, len(pms))])
+	}
+	if queued {
+		s.done(pms)
+	}
+	if err != nil {
+		return h.writeErr(s, err)
 	}
 	return nil
 }

@@ -115,7 +115,14 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	if len(c.buf) == 0 {
 		c.buf = append(c.buf, heartbeatLine...)
 	}
-	err := c.sendBytes(c.buf)
+	// net/http writes the response header at this first flush, in a
+	// function whose frame alone is about 3 KiB: on the handler's
+	// goroutine that would double its stack to 8 KiB for the whole life of
+	// the stream, which mostly waits; on a goroutine of its own the deep
+	// stack is gone once the header is out.
+	errc := make(chan error, 1)
+	go func() { errc <- c.sendBytes(c.buf) }() // under c.mu, held here
+	err := <-errc
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err
