@@ -25,9 +25,9 @@ var ErrConnectionClosed = errors.New("sse: connection closed")
 type Conn struct {
 	w            http.ResponseWriter
 	rc           *http.ResponseController
-	flush        func() error // found once: ResponseController.Flush looks for it on every call
-	ctx          context.Context
-	cancel       context.CancelCauseFunc
+	flush        func() error    // found once: ResponseController.Flush looks for it on every call
+	done         chan struct{}   // closed when the Conn closes
+	req          context.Context // the request's: Done watches it, Broker.Replay gets its values
 	writeTimeout time.Duration
 	lastEventID  string
 	reqDone      <-chan struct{} // the request's context
@@ -36,17 +36,17 @@ type Conn struct {
 	heartbeat *time.Timer // runs beat; nil without heartbeats
 
 	closed   atomic.Bool
+	watching atomic.Bool           // the request's end closes the Conn through context.AfterFunc
 	cutShort atomic.Bool           // Close set a past write deadline
 	cause    atomic.Pointer[error] // why the Conn closed; net/http may cancel ctx first, without one
 
 	mu         sync.Mutex // serialises writes and guards the fields below
 	buf        []byte
-	beats      bool          // heartbeats are on: writes record lastWrite
-	lastWrite  time.Duration // since epoch
-	deadline   time.Duration // since epoch: the write deadline set last; 0 before the first
-	noDeadline bool          // the ResponseWriter cannot set write deadlines
-	json       encoderCache
-	xml        encoderCache
+	beats      bool           // heartbeats are on: writes record lastWrite
+	lastWrite  time.Duration  // since epoch
+	deadline   time.Duration  // since epoch: the write deadline set last; 0 before the first
+	noDeadline bool           // the ResponseWriter cannot set write deadlines
+	encoders   *encoderCaches // made by the first JSON or XML write
 }
 
 // LastEventID returns the id the client asked to resume after: the
@@ -56,7 +56,46 @@ func (c *Conn) LastEventID() string { return c.lastEventID }
 
 // Done returns a channel that is closed when the client goes away, the
 // request ends, a write fails, or Close is called.
-func (c *Conn) Done() <-chan struct{} { return c.ctx.Done() }
+func (c *Conn) Done() <-chan struct{} {
+	c.watchRequest()
+	return c.done
+}
+
+// watchRequest makes the request's end close the Conn, and so Done. It is
+// done on demand, not in Upgrade: a callback on the request's context costs
+// a few hundred bytes per connection (the parent context's map of children
+// among them), and the Hub, which waits on the request's Done channel
+// itself, does not need it. Without it nothing is lost: IsOpen, and so
+// every write, checks the request's end.
+func (c *Conn) watchRequest() {
+	if !c.watching.Load() && c.watching.CompareAndSwap(false, true) {
+		context.AfterFunc(c.req, c.shut)
+	}
+}
+
+// callContext is a context for calls made on behalf of c, such as
+// Broker.Replay: it has the request's values and ends when c closes or the
+// request ends, without a context of its own per Conn.
+func (c *Conn) callContext() context.Context {
+	c.watchRequest()
+	return connContext{c.req, c}
+}
+
+type connContext struct {
+	context.Context // the request's, for its values and deadline
+	c               *Conn
+}
+
+func (x connContext) Done() <-chan struct{} { return x.c.done }
+
+func (x connContext) Err() error {
+	select {
+	case <-x.c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
 
 // IsOpen reports whether writes can still succeed.
 func (c *Conn) IsOpen() bool {
@@ -105,7 +144,7 @@ func (c *Conn) shut() {
 	if c.closed.Swap(true) {
 		return
 	}
-	c.cancel(ErrConnectionClosed)
+	close(c.done)
 	// A held c.mu means that a write may be in progress (every write holds
 	// it): a deadline in the past makes a blocked Write return at once. A
 	// write that takes c.mu after this sees closed, and does not start.
@@ -235,6 +274,9 @@ func (c *Conn) write(encode func(dst []byte) ([]byte, error)) error {
 // valueEncoder is what encoding/json and encoding/xml encoders share.
 type valueEncoder interface{ Encode(v any) error }
 
+// encoderCaches are the encoders of the JSON and XML writes of a Conn.
+type encoderCaches struct{ json, xml encoderCache }
+
 // encoderCache keeps one buffer and encoder of a format for all the writes
 // of a Conn, so that encoding allocates no more than the encoder itself.
 type encoderCache struct {
@@ -245,8 +287,12 @@ type encoderCache struct {
 
 // writeEncoded sends v as encoded by the cached encoder (made by newEnc on
 // first use); an encoding error returns before anything is written.
-func (c *Conn) writeEncoded(typ string, v any, cache *encoderCache, newEnc func(io.Writer) valueEncoder) error {
+func (c *Conn) writeEncoded(typ string, v any, pick func(*encoderCaches) *encoderCache, newEnc func(io.Writer) valueEncoder) error {
 	return c.write(func(dst []byte) ([]byte, error) {
+		if c.encoders == nil {
+			c.encoders = &encoderCaches{json: encoderCache{trailer: "\n"}} // json.Encoder ends every value with a newline
+		}
+		cache := pick(c.encoders)
 		if cache.enc == nil {
 			cache.enc = newEnc(&cache.buf)
 		}

@@ -144,11 +144,16 @@ func (s *subscriber) push(pm *PreparedMessage) bool {
 	}
 	s.q = append(s.q, pm)
 	s.qmu.Unlock()
+	s.poke()
+	return true
+}
+
+// poke wakes s's writer.
+func (s *subscriber) poke() {
 	select {
 	case s.wake <- struct{}{}:
-	default: // the writer has a token already, and will take pm with the rest
+	default: // the writer has a token already, and will see what is new
 	}
-	return true
 }
 
 // take returns everything queued, oldest first, and empties the queue; the
@@ -458,7 +463,9 @@ func (h *Hub) catchUp(s *subscriber) error {
 	for _, t := range s.feeds {
 		select {
 		case <-t.ready:
-		case <-s.conn.Done():
+		case <-s.conn.done:
+			return h.writeErr(s, nil) // it was closed while a feed was starting
+		case <-s.conn.reqDone:
 			return h.writeErr(s, nil) // it left, or was closed, while a feed was starting
 		}
 		if t.err != nil {
@@ -481,7 +488,7 @@ func (h *Hub) catchUp(s *subscriber) error {
 	}
 	h.mu.Unlock()
 
-	entries, heads, err := h.broker.Replay(s.conn.ctx, s.topics, after)
+	entries, heads, err := h.broker.Replay(s.conn.callContext(), s.topics, after)
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -563,23 +570,28 @@ func (h *Hub) write(s *subscriber) error {
 		return err
 	}
 	s.backlog = nil
+	// Each channel an idle writer waits on holds a runtime record (a
+	// sudog, about 100 bytes) for as long as it waits, so it waits on
+	// three: the Hub's drain comes through s.wake (Shutdown sends to it),
+	// and Close closes every Conn.
 	for {
 		select {
 		case <-s.wake:
+			if isClosed(h.drain) { // Shutdown: write what is queued, then leave
+				for s.queued() {
+					if err := h.writeAll(s, s.take(), true); err != nil {
+						return err
+					}
+				}
+				return ErrHubClosed
+			}
 			if err := h.writeAll(s, s.take(), true); err != nil {
 				return err
 			}
-		case <-s.conn.Done():
+		case <-s.conn.done:
 			return h.writeErr(s, nil)
-		case <-h.drain:
-			for s.queued() {
-				if err := h.writeAll(s, s.take(), true); err != nil {
-					return err
-				}
-			}
-			return ErrHubClosed
-		case <-h.done:
-			return ErrHubClosed
+		case <-s.conn.reqDone: // the client left; the Conn is closed on return
+			return h.writeErr(s, nil)
 		}
 	}
 }
@@ -628,6 +640,11 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	if !h.stop(h.drain) {
 		return nil
 	}
+	h.mu.Lock()
+	for s := range h.subs {
+		s.poke() // its writer sees drain closed
+	}
+	h.mu.Unlock()
 	h.logger().Info("sse: hub shutting down", "subscribers", h.Stats().Subscribers)
 	drained := make(chan struct{})
 	go func() {

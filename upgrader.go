@@ -2,7 +2,6 @@ package sse
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -87,16 +86,15 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	}
 	w.WriteHeader(http.StatusOK)
 
-	// The Conn's context ends when the Conn closes, which the request
-	// ending does (below): after the closed flag is set, so that Done and
+	// Done is closed when the Conn closes, which the request ending does
+	// (see watchRequest): after the closed flag is set, so that Done and
 	// IsOpen never disagree.
-	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	c := &Conn{
 		w:            w,
 		rc:           http.NewResponseController(w),
 		flush:        flush,
-		ctx:          ctx,
-		cancel:       cancel,
+		done:         make(chan struct{}),
+		req:          r.Context(),
 		writeTimeout: cmp.Or(u.WriteTimeout, DefaultWriteTimeout),
 		lastEventID:  lastEventID(r),
 		reqDone:      r.Context().Done(),
@@ -104,10 +102,6 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	}
 	hb := cmp.Or(u.Heartbeat, DefaultHeartbeat)
 	c.beats = hb > 0
-	c.json.trailer = "\n" // json.Encoder ends every value with a newline
-	// The request ending (the client went away, or the handler returned)
-	// closes the Conn, so that writes check one flag, not the context.
-	context.AfterFunc(r.Context(), c.shut)
 	// Some body bytes go with the headers: proxies such as
 	// httputil.ReverseProxy forward the headers only with the first bytes.
 	c.mu.Lock()
