@@ -138,7 +138,10 @@ func (s *subscriber) push(pm *PreparedMessage) bool {
 		return false
 	}
 	if len(s.q) == cap(s.q) {
-		q := make([]*PreparedMessage, len(s.q), min(max(2*cap(s.q), 4), s.queueSize))
+		// Growing by 8 times (8, 64, 512 slots...) makes few steps, so that
+		// a busy subscriber is soon at its largest queue and allocates no
+		// more, while an idle one holds 8 slots.
+		q := make([]*PreparedMessage, len(s.q), min(max(8*cap(s.q), 8), s.queueSize))
 		copy(q, s.q)
 		s.q = q
 	}
