@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -24,25 +25,28 @@ var ErrConnectionClosed = errors.New("sse: connection closed")
 type Conn struct {
 	w            http.ResponseWriter
 	rc           *http.ResponseController
-	ctx          context.Context
-	cancel       context.CancelCauseFunc
+	flush        func() error    // found once: ResponseController.Flush looks for it on every call
+	done         chan struct{}   // closed when the Conn closes
+	req          context.Context // the request's: Done watches it, Broker.Replay gets its values
 	writeTimeout time.Duration
 	lastEventID  string
 	reqDone      <-chan struct{} // the request's context
+	epoch        time.Time       // the clock readings below are durations since epoch
 
 	heartbeat *time.Timer // runs beat; nil without heartbeats
 
 	closed   atomic.Bool
-	writing  atomic.Bool
+	watching atomic.Bool           // the request's end closes the Conn through context.AfterFunc
 	cutShort atomic.Bool           // Close set a past write deadline
 	cause    atomic.Pointer[error] // why the Conn closed; net/http may cancel ctx first, without one
 
 	mu         sync.Mutex // serialises writes and guards the fields below
 	buf        []byte
-	lastWrite  time.Time
-	noDeadline bool // the ResponseWriter cannot set write deadlines
-	json       encoderCache
-	xml        encoderCache
+	beats      bool           // heartbeats are on: writes record lastWrite
+	lastWrite  time.Duration  // since epoch
+	deadline   time.Duration  // since epoch: the write deadline set last; 0 before the first
+	noDeadline bool           // the ResponseWriter cannot set write deadlines
+	encoders   *encoderCaches // made by the first JSON or XML write
 }
 
 // LastEventID returns the id the client asked to resume after: the
@@ -52,7 +56,46 @@ func (c *Conn) LastEventID() string { return c.lastEventID }
 
 // Done returns a channel that is closed when the client goes away, the
 // request ends, a write fails, or Close is called.
-func (c *Conn) Done() <-chan struct{} { return c.ctx.Done() }
+func (c *Conn) Done() <-chan struct{} {
+	c.watchRequest()
+	return c.done
+}
+
+// watchRequest makes the request's end close the Conn, and so Done. It is
+// done on demand, not in Upgrade: a callback on the request's context costs
+// a few hundred bytes per connection (the parent context's map of children
+// among them), and the Hub, which waits on the request's Done channel
+// itself, does not need it. Without it nothing is lost: IsOpen, and so
+// every write, checks the request's end.
+func (c *Conn) watchRequest() {
+	if !c.watching.Load() && c.watching.CompareAndSwap(false, true) {
+		context.AfterFunc(c.req, c.shut)
+	}
+}
+
+// callContext is a context for calls made on behalf of c, such as
+// Broker.Replay: it has the request's values and ends when c closes or the
+// request ends, without a context of its own per Conn.
+func (c *Conn) callContext() context.Context {
+	c.watchRequest()
+	return connContext{c.req, c}
+}
+
+type connContext struct {
+	context.Context // the request's, for its values and deadline
+	c               *Conn
+}
+
+func (x connContext) Done() <-chan struct{} { return x.c.done }
+
+func (x connContext) Err() error {
+	select {
+	case <-x.c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
 
 // IsOpen reports whether writes can still succeed.
 func (c *Conn) IsOpen() bool {
@@ -101,12 +144,18 @@ func (c *Conn) shut() {
 	if c.closed.Swap(true) {
 		return
 	}
-	c.cancel(ErrConnectionClosed)
-	if c.writing.Load() {
-		// A deadline in the past makes the blocked Write return at once.
-		c.cutShort.Store(true)
-		_ = c.rc.SetWriteDeadline(time.Unix(1, 0))
+	close(c.done)
+	// A held c.mu means that a write may be in progress (every write holds
+	// it): a deadline in the past makes a blocked Write return at once. A
+	// write that takes c.mu after this sees closed, and does not start.
+	// A flag set around each write would tell the same, at the price of two
+	// atomic stores per write.
+	if c.mu.TryLock() {
+		c.mu.Unlock()
+		return
 	}
+	c.cutShort.Store(true)
+	_ = c.rc.SetWriteDeadline(time.Unix(1, 0))
 }
 
 // Write sends data as an event of type "message".
@@ -158,20 +207,27 @@ func (c *Conn) WriteRetry(d time.Duration) error {
 // WritePrepared sends messages encoded once by [NewPreparedMessage], with
 // one flush for all of them.
 func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
-	if len(pms) == 1 { // the common case needs no copy
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if !c.IsOpen() {
-			return c.closedErr()
-		}
-		return c.sendBytes(pms[0].data)
+	return c.writePrepared(pms)
+}
+
+// writePrepared is WritePrepared without the variadic call, for the Hub's
+// writer: each frame on its path deepens the stack that an idle subscriber
+// keeps (see Hub.Serve).
+func (c *Conn) writePrepared(pms []*PreparedMessage) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.IsOpen() {
+		return c.closedErr()
 	}
-	return c.write(func(dst []byte) ([]byte, error) {
+	b := pms[0].data // the common case needs no copy
+	if len(pms) > 1 {
+		b = c.buf[:0]
 		for _, pm := range pms {
-			dst = append(dst, pm.data...)
+			b = append(b, pm.data...)
 		}
-		return dst, nil
-	})
+		c.buf = b
+	}
+	return c.sendBytes(b)
 }
 
 // PreparedMessage is a Message encoded once, to be sent to many Conns with
@@ -230,6 +286,9 @@ const maxKeptBuffer = 16 << 10
 // valueEncoder is what encoding/json and encoding/xml encoders share.
 type valueEncoder interface{ Encode(v any) error }
 
+// encoderCaches are the encoders of the JSON and XML writes of a Conn.
+type encoderCaches struct{ json, xml encoderCache }
+
 // encoderCache keeps one buffer and encoder of a format for all the writes
 // of a Conn, so that encoding allocates no more than the encoder itself.
 type encoderCache struct {
@@ -240,8 +299,12 @@ type encoderCache struct {
 
 // writeEncoded sends v as encoded by the cached encoder (made by newEnc on
 // first use); an encoding error returns before anything is written.
-func (c *Conn) writeEncoded(typ string, v any, cache *encoderCache, newEnc func(io.Writer) valueEncoder) error {
+func (c *Conn) writeEncoded(typ string, v any, pick func(*encoderCaches) *encoderCache, newEnc func(io.Writer) valueEncoder) error {
 	return c.write(func(dst []byte) ([]byte, error) {
+		if c.encoders == nil {
+			c.encoders = &encoderCaches{json: encoderCache{trailer: "\n"}} // json.Encoder ends every value with a newline
+		}
+		cache := pick(c.encoders)
 		if cache.enc == nil {
 			cache.enc = newEnc(&cache.buf)
 		}
@@ -256,16 +319,30 @@ func (c *Conn) writeEncoded(typ string, v any, cache *encoderCache, newEnc func(
 
 // sendBytes writes b and flushes; the caller holds c.mu. An empty b only
 // flushes, which sends the response headers.
+//
+// The clock is read only when a heartbeat or a write deadline needs it, and
+// the write deadline is moved only when less than writeTimeout of it is
+// left: it is then set to 1.5 × writeTimeout from now. So every write still
+// gets at least writeTimeout, and at most half as long again, while setting
+// a deadline, which costs more than the write itself on a ResponseWriter
+// that buffers (net/http reads the clock again and resets a runtime timer;
+// HTTP/2 goes through its connection's goroutine), happens at most once per
+// writeTimeout/2 of writing instead of on every write.
 func (c *Conn) sendBytes(b []byte) error {
-	c.writing.Store(true)
-	defer c.writing.Store(false)
-	now := time.Now() // one clock read serves the deadline and the heartbeat
-	if c.writeTimeout > 0 && !c.noDeadline {
-		if err := c.rc.SetWriteDeadline(now.Add(c.writeTimeout)); errors.Is(err, http.ErrNotSupported) {
+	deadlines := c.writeTimeout > 0 && !c.noDeadline
+	var now time.Duration
+	if c.beats || deadlines {
+		now = time.Since(c.epoch) // one monotonic clock read
+	}
+	if deadlines && addSat(now, c.writeTimeout) > c.deadline {
+		d := addSat(now, addSat(c.writeTimeout, c.writeTimeout/2))
+		if err := c.rc.SetWriteDeadline(c.epoch.Add(d)); errors.Is(err, http.ErrNotSupported) {
 			c.noDeadline = true // asking again costs an allocation per write
 		} else if err != nil {
 			c.fail(err)
 			return c.closedErr()
+		} else {
+			c.deadline = d
 		}
 	}
 	if c.closed.Load() { // Close may have run before our deadline replaced its own
@@ -276,7 +353,7 @@ func (c *Conn) sendBytes(b []byte) error {
 		_, err = c.w.Write(b)
 	}
 	if err == nil {
-		err = c.rc.Flush()
+		err = c.flush()
 	}
 	if err != nil {
 		c.fail(err)
@@ -284,6 +361,16 @@ func (c *Conn) sendBytes(b []byte) error {
 	}
 	c.lastWrite = now
 	return nil
+}
+
+// addSat adds two non-negative durations, saturating instead of
+// overflowing, so that a huge WriteTimeout is a far deadline and not one in
+// the past.
+func addSat(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 var heartbeatLine = []byte(":\n")
@@ -296,7 +383,7 @@ func (c *Conn) beat(d time.Duration) {
 	if !c.IsOpen() {
 		return
 	}
-	next := d - time.Since(c.lastWrite)
+	next := d - (time.Since(c.epoch) - c.lastWrite)
 	if next <= 0 {
 		if c.sendBytes(heartbeatLine) != nil {
 			return

@@ -141,7 +141,9 @@ func appendEvent(dst []byte, id, typ string, data []byte, retry time.Duration, c
 	if comment != "" {
 		dst = appendComment(dst, comment)
 	}
-	dst = AppendRetry(dst, retry)
+	if retry > 0 {
+		dst = AppendRetry(dst, retry)
+	}
 	if id != "" {
 		dst = appendID(dst, id)
 	}
@@ -230,6 +232,9 @@ func checkFields(id, typ, comment string) error {
 // checkField is the one validation of the single-line fields.
 func checkField(name, v string) error {
 	for i := 0; i < len(v); i++ {
+		if v[i] > '\r' { // one comparison for almost every byte: CR, LF and NUL are below
+			continue
+		}
 		switch v[i] {
 		case '\r', '\n':
 			return &fieldError{name, "a line break"}

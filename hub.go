@@ -98,20 +98,91 @@ type hubTopic struct {
 	stop   context.CancelFunc
 }
 
-// A subscriber's fields are guarded by Hub.mu, except evicted, and except
-// backlog, which its writer owns once catchUp has returned.
+// A subscriber's fields are guarded by Hub.mu, except evicted, the queue
+// (q, guarded by qmu), and backlog and spare, which its writer owns.
 type subscriber struct {
 	conn    *Conn
 	topics  []string
-	feeds   []*hubTopic // feeds[i] serves topics[i]
-	queue   chan *PreparedMessage
-	base    map[string]string  // topic → position before the first event queued for it
+	feeds   []*hubTopic        // feeds[i] serves topics[i]
+	base    []position         // base[i]: topics[i]'s position before the first event queued for it
 	last    string             // Hub.last when it registered
 	backlog []*PreparedMessage // position, reset or replay: written before the queue
 	skip    map[string]string  // topic → id: live events up to it came by replay
 	gone    bool               // removed from the Hub
 	live    bool               // caught up: every later event reaches it; counted in Stats
 	evicted atomic.Bool
+
+	// The queue is a slice that grows on demand up to queueSize, not a
+	// channel of queueSize slots: an idle subscriber, the usual kind, then
+	// holds a few slots instead of QueueSize pointers. The writer takes the
+	// whole slice at once and hands the one it wrote back as spare, so two
+	// slices serve for the subscriber's life.
+	qmu       sync.Mutex
+	q         []*PreparedMessage
+	spare     []*PreparedMessage
+	queueSize int
+	wake      chan struct{} // one token: something was queued since the writer last took
+}
+
+// position is where a topic stood; known is false until it is set.
+type position struct {
+	id    string
+	known bool
+}
+
+// push queues pm, or reports false when the queue is full.
+func (s *subscriber) push(pm *PreparedMessage) bool {
+	s.qmu.Lock()
+	if len(s.q) >= s.queueSize {
+		s.qmu.Unlock()
+		return false
+	}
+	if len(s.q) == cap(s.q) {
+		// Growing by 8 times (8, 64, 512 slots...) makes few steps, so that
+		// a busy subscriber is soon at its largest queue and allocates no
+		// more, while an idle one holds 8 slots.
+		q := make([]*PreparedMessage, len(s.q), min(max(8*cap(s.q), 8), s.queueSize))
+		copy(q, s.q)
+		s.q = q
+	}
+	s.q = append(s.q, pm)
+	s.qmu.Unlock()
+	s.poke()
+	return true
+}
+
+// poke wakes s's writer.
+func (s *subscriber) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default: // the writer has a token already, and will see what is new
+	}
+}
+
+// take returns everything queued, oldest first, and empties the queue; the
+// writer gives the result back with done once it is written.
+func (s *subscriber) take() []*PreparedMessage {
+	s.qmu.Lock()
+	q := s.q
+	s.q, s.spare = s.spare[:0], nil
+	s.qmu.Unlock()
+	return q
+}
+
+// queued reports whether the queue has messages.
+func (s *subscriber) queued() bool {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return len(s.q) > 0
+}
+
+// done lets go of the messages of q, a result of take, and keeps q for the
+// next take.
+func (s *subscriber) done(q []*PreparedMessage) {
+	clear(q)
+	if cap(q) > cap(s.spare) {
+		s.spare = q[:0]
+	}
 }
 
 // HubStats are counters for metrics.
@@ -212,10 +283,9 @@ func (h *Hub) deliver(t *hubTopic, e Entry) {
 			h.evictLocked(s)
 			continue
 		}
-		select {
-		case s.queue <- pm:
+		if s.push(pm) {
 			h.delivered.Add(1)
-		default:
+		} else {
 			h.evictLocked(s)
 		}
 	}
@@ -225,7 +295,7 @@ func (h *Hub) evictLocked(s *subscriber) {
 	s.evicted.Store(true)
 	h.removeLocked(s)
 	h.evicted.Add(1)
-	h.logger().Warn("sse: subscriber evicted: queue full", "topics", s.topics, "queue", cap(s.queue))
+	h.logger().Warn("sse: subscriber evicted: queue full", "topics", s.topics, "queue", s.queueSize)
 	s.conn.fail(ErrConnectionClosed) // its writer, in Serve, waits for the rest of Close
 }
 
@@ -263,7 +333,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Upgrade has answered
 	}
-	_ = h.Serve(c, topics...)
+	h.serve(c, topics)
 }
 
 // Serve subscribes c to topics and writes their events to it until the
@@ -275,30 +345,48 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // told the current position (an id without an event), so that it can
 // resume from there even before its first event.
 func (h *Hub) Serve(c *Conn, topics ...string) error {
-	h.init()
-	topics = slices.Compact(slices.Sorted(slices.Values(topics))) // a topic named twice is still one stream of events
-	if len(topics) == 0 {
-		c.Close()
-		return errNoTopic
-	}
-	s := &subscriber{conn: c, topics: topics, queue: make(chan *PreparedMessage, cmp.Or(max(h.QueueSize, 0), DefaultQueueSize))}
-	starting, err := h.register(s)
-	if err != nil {
+	return h.serve(c, topics)
+}
+
+// serve is Serve for ServeHTTP too, which saves a frame: the goroutine of
+// an idle subscriber waits in write's select with serve beneath it, and
+// net/http's frames beneath that. That stack stays at 4 KiB only while its
+// deepest point, a write that goes down to the socket through net/http's
+// chunked writer and its fmt.Fprintf, fits in it: past that it doubles to
+// 8 KiB for the life of the connection, and an idle connection costs 4 KiB
+// more. So the work is in join and write, and the path from serve down to
+// Conn.sendBytes is kept to a few small frames.
+func (h *Hub) serve(c *Conn, topics []string) error {
+	s, err := h.join(c, topics)
+	if s == nil {
 		c.Close()
 		return err
 	}
-	defer h.active.Done()
-	defer func() {
-		h.mu.Lock()
-		h.removeLocked(s)
-		h.mu.Unlock()
-		c.Close()
-	}()
+	defer h.leave(s)
+	if err != nil {
+		return err
+	}
+	return h.write(s)
+}
+
+// join registers a subscriber for c and catches it up; s is nil when it
+// could not register.
+func (h *Hub) join(c *Conn, topics []string) (s *subscriber, err error) {
+	h.init()
+	topics = slices.Compact(slices.Sorted(slices.Values(topics))) // a topic named twice is still one stream of events
+	if len(topics) == 0 {
+		return nil, errNoTopic
+	}
+	s = &subscriber{conn: c, topics: topics, queueSize: cmp.Or(max(h.QueueSize, 0), DefaultQueueSize), wake: make(chan struct{}, 1)}
+	starting, err := h.register(s)
+	if err != nil {
+		return nil, err
+	}
 	for _, t := range starting {
 		h.startFeed(t)
 	}
 	if err := h.catchUp(s); err != nil {
-		return err
+		return s, err
 	}
 	h.mu.Lock()
 	if !s.gone {
@@ -307,7 +395,16 @@ func (h *Hub) Serve(c *Conn, topics ...string) error {
 		h.subscribed.Add(1)
 	}
 	h.mu.Unlock()
-	return h.write(s)
+	return s, nil
+}
+
+// leave undoes join, once s's writer has stopped.
+func (h *Hub) leave(s *subscriber) {
+	h.mu.Lock()
+	h.removeLocked(s)
+	h.mu.Unlock()
+	s.conn.Close()
+	h.active.Done()
 }
 
 // register adds s to its topics, from which point every event their feeds
@@ -320,8 +417,8 @@ func (h *Hub) register(s *subscriber) ([]*hubTopic, error) {
 		return nil, ErrHubClosed
 	}
 	var starting []*hubTopic
-	s.base = make(map[string]string, len(s.topics))
-	for _, name := range s.topics {
+	s.base = make([]position, len(s.topics))
+	for i, name := range s.topics {
 		t := h.topics[name]
 		if t == nil {
 			t = &hubTopic{name: name, subs: make(map[*subscriber]struct{}), ready: make(chan struct{})}
@@ -331,7 +428,7 @@ func (h *Hub) register(s *subscriber) ([]*hubTopic, error) {
 		t.subs[s] = struct{}{}
 		s.feeds = append(s.feeds, t)
 		if t.fed || isClosed(t.ready) {
-			s.base[name] = t.cursor
+			s.base[i] = position{t.cursor, true}
 		} // else the feed's start, once known
 	}
 	s.last = h.last
@@ -369,7 +466,9 @@ func (h *Hub) catchUp(s *subscriber) error {
 	for _, t := range s.feeds {
 		select {
 		case <-t.ready:
-		case <-s.conn.Done():
+		case <-s.conn.done:
+			return h.writeErr(s, nil) // it was closed while a feed was starting
+		case <-s.conn.reqDone:
 			return h.writeErr(s, nil) // it left, or was closed, while a feed was starting
 		}
 		if t.err != nil {
@@ -378,9 +477,9 @@ func (h *Hub) catchUp(s *subscriber) error {
 	}
 	after := s.conn.LastEventID()
 	h.mu.Lock()
-	for _, t := range s.feeds {
-		if _, ok := s.base[t.name]; !ok {
-			s.base[t.name] = t.start
+	for i, t := range s.feeds {
+		if !s.base[i].known {
+			s.base[i] = position{t.start, true}
 		}
 	}
 	if after == "" {
@@ -392,7 +491,7 @@ func (h *Hub) catchUp(s *subscriber) error {
 	}
 	h.mu.Unlock()
 
-	entries, heads, err := h.broker.Replay(s.conn.ctx, s.topics, after)
+	entries, heads, err := h.broker.Replay(s.conn.callContext(), s.topics, after)
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -418,13 +517,12 @@ func (h *Hub) catchUp(s *subscriber) error {
 		s.backlog = append(s.backlog, pm)
 	}
 	// Live events queued during the replay; no feed adds any while the
-	// lock is held, and they fit back in since they came out of it.
-	var pending []*PreparedMessage
-	for len(s.queue) > 0 {
-		pending = append(pending, <-s.queue)
-	}
+	// lock is held.
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	pending := s.q
 	for i, name := range s.topics {
-		if i >= len(heads) || heads[i] == s.base[name] {
+		if i >= len(heads) || heads[i] == s.base[i].id {
 			continue // the replay ends where the live events begin
 		}
 		// The head came after the subscriber registered: the live events
@@ -448,9 +546,7 @@ func (h *Hub) catchUp(s *subscriber) error {
 			s.skip[name] = heads[i]
 		}
 	}
-	for _, pm := range pending {
-		s.queue <- pm
-	}
+	s.q = pending
 	return nil
 }
 
@@ -461,9 +557,9 @@ func (h *Hub) catchUp(s *subscriber) error {
 // once more. The caller holds Hub.mu.
 func (s *subscriber) resetID() string {
 	if len(s.topics) == 1 || s.last == "" {
-		for _, name := range s.topics {
-			if b := s.base[name]; b != "" {
-				return b
+		for _, b := range s.base {
+			if b.id != "" {
+				return b.id
 			}
 		}
 	}
@@ -471,55 +567,52 @@ func (s *subscriber) resetID() string {
 }
 
 // write is the subscriber's writer: the backlog, then whatever is queued,
-// coalesced into one write per wake-up.
+// coalesced into one write per wake-up (of at most maxBatch events each).
 func (h *Hub) write(s *subscriber) error {
-	c := s.conn
-	for len(s.backlog) > 0 {
-		n := min(len(s.backlog), maxBatch)
-		if err := c.WritePrepared(s.backlog[:n]...); err != nil {
-			return h.writeErr(s, err)
-		}
-		s.backlog = s.backlog[n:]
+	if err := h.writeAll(s, s.backlog, false); err != nil {
+		return err
 	}
 	s.backlog = nil
-	batch := make([]*PreparedMessage, 0, maxBatch)
+	// Each channel an idle writer waits on holds a runtime record (a
+	// sudog, about 100 bytes) for as long as it waits, so it waits on
+	// three: the Hub's drain comes through s.wake (Shutdown sends to it),
+	// and Close closes every Conn.
 	for {
 		select {
-		case pm := <-s.queue:
-			batch = fill(append(batch[:0], pm), s.queue)
-			if err := c.WritePrepared(batch...); err != nil {
-				return h.writeErr(s, err)
+		case <-s.wake:
+			if isClosed(h.drain) { // Shutdown: write what is queued, then leave
+				for s.queued() {
+					if err := h.writeAll(s, s.take(), true); err != nil {
+						return err
+					}
+				}
+				return ErrHubClosed
 			}
-			clear(batch) // let the messages go
-		case <-c.Done():
+			if err := h.writeAll(s, s.take(), true); err != nil {
+				return err
+			}
+		case <-s.conn.done:
 			return h.writeErr(s, nil)
-		case <-h.drain:
-			for {
-				batch = fill(batch[:0], s.queue)
-				if len(batch) == 0 {
-					return ErrHubClosed
-				}
-				if err := c.WritePrepared(batch...); err != nil {
-					return h.writeErr(s, err)
-				}
-			}
-		case <-h.done:
-			return ErrHubClosed
+		case <-s.conn.reqDone: // the client left; the Conn is closed on return
+			return h.writeErr(s, nil)
 		}
 	}
 }
 
-// fill adds what is queued, without waiting, up to maxBatch.
-func fill(batch []*PreparedMessage, q chan *PreparedMessage) []*PreparedMessage {
-	for len(batch) < maxBatch {
-		select {
-		case pm := <-q:
-			batch = append(batch, pm)
-		default:
-			return batch
-		}
+// writeAll writes pms, maxBatch events per write; queued tells that pms
+// came from s.take, to be given back.
+func (h *Hub) writeAll(s *subscriber, pms []*PreparedMessage, queued bool) error {
+	var err error
+	for i := 0; i < len(pms) && err == nil; i += maxBatch {
+		err = s.conn.writePrepared(pms[i:min(i+maxBatch, len(pms))])
 	}
-	return batch
+	if queued {
+		s.done(pms)
+	}
+	if err != nil {
+		return h.writeErr(s, err)
+	}
+	return nil
 }
 
 // writeErr tells why a writer stopped; err is nil when the client left.
@@ -550,6 +643,11 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	if !h.stop(h.drain) {
 		return nil
 	}
+	h.mu.Lock()
+	for s := range h.subs {
+		s.poke() // its writer sees drain closed
+	}
+	h.mu.Unlock()
 	h.logger().Info("sse: hub shutting down", "subscribers", h.Stats().Subscribers)
 	drained := make(chan struct{})
 	go func() {

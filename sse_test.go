@@ -472,3 +472,44 @@ func TestReverseProxyOneByOne(t *testing.T) {
 	t.Cleanup(front.Close)
 	expectOneByOne(t, front.Client(), front.URL, step)
 }
+
+// TestConnDoneOnRequestEnd pins that Done closes when the request ends,
+// whether Done was first asked for before or after: the Conn watches the
+// request only once Done is asked for.
+func TestConnDoneOnRequestEnd(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name        string
+		askedBefore bool
+	}{{"Done asked before the end", true}, {"Done asked after the end", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req := httptest.NewRequest("GET", "/", nil).WithContext(ctx)
+			c, err := (&sse.Upgrader{Heartbeat: -1}).Upgrade(httptest.NewRecorder(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.askedBefore {
+				select {
+				case <-c.Done():
+					t.Fatal("Done closed before the request ended")
+				default:
+				}
+			}
+			cancel()
+			select {
+			case <-c.Done():
+			case <-time.After(10 * time.Second): // a hang, not a measurement
+				t.Fatal("Done not closed after the request ended")
+			}
+			if c.IsOpen() {
+				t.Fatal("IsOpen after the request ended")
+			}
+			if err := c.WriteString("x"); !errors.Is(err, sse.ErrConnectionClosed) {
+				t.Fatalf("write after the request ended: %v", err)
+			}
+		})
+	}
+}

@@ -2,7 +2,6 @@ package sse
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -34,6 +33,9 @@ type Upgrader struct {
 	// WriteTimeout bounds each write and flush, so a client that stopped
 	// reading cannot hold a writer. A write that times out closes the Conn.
 	// Zero means DefaultWriteTimeout; a negative value means no limit.
+	// The deadline is renewed only when less than WriteTimeout of it is
+	// left, so a write is cut after at least WriteTimeout and at most
+	// 1.5 × WriteTimeout.
 	WriteTimeout time.Duration
 
 	// CheckRequest, when not nil, runs before anything is written. It may
@@ -77,7 +79,8 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
 // When w cannot stream, Upgrade answers 500 and returns
 // [ErrStreamingNotSupported].
 func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
-	if !canFlush(w) {
+	flush := flusher(w)
+	if flush == nil {
 		http.Error(w, "streaming is not supported", http.StatusInternalServerError)
 		return nil, ErrStreamingNotSupported
 	}
@@ -104,23 +107,22 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	}
 	w.WriteHeader(http.StatusOK)
 
-	// The Conn's context ends when the Conn closes, which the request
-	// ending does (below): after the closed flag is set, so that Done and
+	// Done is closed when the Conn closes, which the request ending does
+	// (see watchRequest): after the closed flag is set, so that Done and
 	// IsOpen never disagree.
-	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	c := &Conn{
 		w:            w,
 		rc:           http.NewResponseController(w),
-		ctx:          ctx,
-		cancel:       cancel,
+		flush:        flush,
+		done:         make(chan struct{}),
+		req:          r.Context(),
 		writeTimeout: cmp.Or(u.WriteTimeout, DefaultWriteTimeout),
 		lastEventID:  lastEventID(r),
 		reqDone:      r.Context().Done(),
+		epoch:        time.Now(),
 	}
-	c.json.trailer = "\n" // json.Encoder ends every value with a newline
-	// The request ending (the client went away, or the handler returned)
-	// closes the Conn, so that writes check one flag, not the context.
-	context.AfterFunc(r.Context(), c.shut)
+	hb := cmp.Or(u.Heartbeat, DefaultHeartbeat)
+	c.beats = hb > 0
 	// Some body bytes go with the headers: proxies such as
 	// httputil.ReverseProxy forward the headers only with the first bytes.
 	c.mu.Lock()
@@ -128,12 +130,19 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	if len(c.buf) == 0 {
 		c.buf = append(c.buf, heartbeatLine...)
 	}
-	err := c.sendBytes(c.buf)
+	// net/http writes the response header at this first flush, in a
+	// function whose frame alone is about 3 KiB: on the handler's
+	// goroutine that would double its stack to 8 KiB for the whole life of
+	// the stream, which mostly waits; on a goroutine of its own the deep
+	// stack is gone once the header is out.
+	errc := make(chan error, 1)
+	go func() { errc <- c.sendBytes(c.buf) }() // under c.mu, held here
+	err := <-errc
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	if hb := cmp.Or(u.Heartbeat, DefaultHeartbeat); hb > 0 {
+	if c.beats {
 		c.mu.Lock() // beat must not run before c.heartbeat is set
 		c.heartbeat = time.AfterFunc(hb, func() { c.beat(hb) })
 		c.mu.Unlock()
@@ -141,18 +150,21 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	return c, nil
 }
 
-// canFlush tells, as http.ResponseController would find out, whether w or a
-// writer it wraps can flush; asked before any header is written so that a
-// failure can still be a 500.
-func canFlush(w http.ResponseWriter) bool {
+// flusher finds, as http.ResponseController would, how w or a writer it
+// wraps flushes; nil when none can. It is asked before any header is
+// written, so that a failure can still be a 500, and its answer is kept
+// for every write.
+func flusher(w http.ResponseWriter) func() error {
 	for {
 		switch t := w.(type) {
-		case http.Flusher, interface{ FlushError() error }:
-			return true
+		case interface{ FlushError() error }:
+			return t.FlushError
+		case http.Flusher:
+			return func() error { t.Flush(); return nil }
 		case interface{ Unwrap() http.ResponseWriter }:
 			w = t.Unwrap()
 		default:
-			return false
+			return nil
 		}
 	}
 }

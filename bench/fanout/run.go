@@ -50,6 +50,7 @@ type Result struct {
 	DeliveredPerS  float64       // client events per second in that phase
 	P50, P99       time.Duration // slowest client's latency, single broadcasts
 	BytesPerConn   float64       // server HeapInuse+StackInuse per idle connection
+	StackPerConn   float64       // the StackInuse part of BytesPerConn
 	Lost, Dup      int64         // events missed / duplicated, all clients, all phases
 	FailedClients  int64         // clients whose stream ended early
 	LatencySamples int
@@ -83,21 +84,22 @@ func Run(ctx context.Context, cfg Config, log io.Writer) ([]Result, error) {
 			if ctx.Err() != nil {
 				return results, ctx.Err()
 			}
-			fmt.Fprintf(log, "%-9s N=%-6d %12.0f delivered/s  p50 %-10v p99 %-10v %7.0f B/conn  lost %d dup %d failed %d\n",
-				r.Lib, r.N, r.DeliveredPerS, r.P50, r.P99, r.BytesPerConn, r.Lost, r.Dup, r.FailedClients)
+			fmt.Fprintf(log, "%-9s N=%-6d %12.0f delivered/s  p50 %-10v p99 %-10v %7.0f B/conn (stacks %5.0f)  lost %d dup %d failed %d\n",
+				r.Lib, r.N, r.DeliveredPerS, r.P50, r.P99, r.BytesPerConn, r.StackPerConn, r.Lost, r.Dup, r.FailedClients)
 			results = append(results, r)
 		}
 	}
 	return results, nil
 }
 
-func memInUse() uint64 {
+// memInUse returns HeapInuse+StackInuse after GC, and StackInuse.
+func memInUse() (total, stacks uint64) {
 	runtime.GC()
 	runtime.GC()
 	debug.FreeOSMemory()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse + m.StackInuse
+	return m.HeapInuse + m.StackInuse, m.StackInuse
 }
 
 // settle waits (up to 10 s) until the goroutines of a previous run are gone.
@@ -190,7 +192,7 @@ func (c *child) stop() {
 func runOne(ctx context.Context, cfg Config, lib string, n, run int) (Result, error) {
 	r := Result{Lib: lib, N: n}
 	goroutines := runtime.NumGoroutine()
-	before := memInUse()
+	before, stacksBefore := memInUse()
 	srv, err := bench.NewServer(lib)
 	if err != nil {
 		return r, err
@@ -246,7 +248,9 @@ func runOne(ctx context.Context, cfg Config, lib string, n, run int) (Result, er
 
 	// Idle connections: the server's memory, everything delivered.
 	time.Sleep(100 * time.Millisecond)
-	r.BytesPerConn = (float64(memInUse()) - float64(before)) / float64(n)
+	after, stacksAfter := memInUse()
+	r.BytesPerConn = (float64(after) - float64(before)) / float64(n)
+	r.StackPerConn = (float64(stacksAfter) - float64(stacksBefore)) / float64(n)
 	if cfg.MemProfile != "" {
 		if err := writeHeapProfile(fmt.Sprintf("%s-%s-%d.pprof", cfg.MemProfile, lib, n)); err != nil {
 			return r, err

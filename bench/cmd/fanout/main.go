@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -43,8 +44,12 @@ func run() int {
 	window := flag.Int("window", 128, "events the publisher may be ahead of the slowest client")
 	memprofile := flag.String("memprofile", "", "write heap profiles of the idle server to `prefix`-lib-N.pprof")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the servers' process to `file`")
+	memprofilerate := flag.Int("memprofilerate", 0, "runtime.MemProfileRate for -memprofile: 1 records every allocation (slow); 0 keeps Go's default")
 	short := flag.Bool("short", false, "CI smoke: N=50, 1 s, 10 broadcasts")
 	flag.Parse()
+	if *memprofilerate > 0 {
+		runtime.MemProfileRate = *memprofilerate
+	}
 
 	cfg := fanout.Config{Libs: strings.Split(*libs, ","), Duration: *dur, Broadcasts: *broadcasts, Window: *window, MemProfile: *memprofile}
 	if *short {
