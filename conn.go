@@ -227,7 +227,9 @@ func (c *Conn) writePrepared(pms []*PreparedMessage) error {
 		}
 		c.buf = b
 	}
-	return c.sendBytes(b)
+	err := c.sendBytes(b)
+	c.dropLargeBuffer()
+	return err
 }
 
 // PreparedMessage is a Message encoded once, to be sent to many Conns with
@@ -269,14 +271,18 @@ func (c *Conn) write(encode func(dst []byte) ([]byte, error)) error {
 	}
 	c.buf = buf
 	err = c.sendBytes(buf)
+	c.dropLargeBuffer()
+	return err
+}
+
+// dropLargeBuffer lets go of a write buffer over maxKeptBuffer. A large
+// event, or a batch of many (Hub writers coalesce up to maxBatch), is rare:
+// a Conn that kept its buffer would hold its largest write for as long as
+// it lives, and a server of ten thousand streams that many times over.
+func (c *Conn) dropLargeBuffer() {
 	if cap(c.buf) > maxKeptBuffer {
-		// A large event, or a batch of many (Hub writers coalesce up to
-		// maxBatch), is rare: a Conn that kept its buffer would hold its
-		// largest write for as long as it lives, and a server of ten
-		// thousand streams that many times over.
 		c.buf = nil
 	}
-	return err
 }
 
 // maxKeptBuffer is the largest write buffer a Conn keeps for its next
