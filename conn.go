@@ -219,17 +219,37 @@ func (c *Conn) writePrepared(pms []*PreparedMessage) error {
 	if !c.IsOpen() {
 		return c.closedErr()
 	}
-	b := pms[0].data // the common case needs no copy
-	if len(pms) > 1 {
-		b = c.buf[:0]
-		for _, pm := range pms {
-			b = append(b, pm.data...)
-		}
-		c.buf = b
+	if len(pms) == 1 {
+		return c.sendBytes(pms[0].data) // the common case needs no copy
 	}
-	err := c.sendBytes(b)
-	c.dropLargeBuffer()
-	return err
+	// A batch is joined in the kept buffer, and written in parts when it
+	// would outgrow it: joining it whole would make a Hub writer allocate
+	// a buffer for every large batch and drop it again (dropLargeBuffer).
+	now, err := c.arm()
+	if err != nil {
+		return err
+	}
+	b := c.buf[:0]
+	for _, pm := range pms {
+		if len(b) > 0 && len(b)+len(pm.data) > maxKeptBuffer {
+			if _, err = c.w.Write(b); err != nil {
+				break
+			}
+			b = b[:0]
+		}
+		if len(pm.data) > maxKeptBuffer {
+			if _, err = c.w.Write(pm.data); err != nil {
+				break
+			}
+			continue
+		}
+		b = append(b, pm.data...)
+	}
+	c.buf = b
+	if err == nil && len(b) > 0 {
+		_, err = c.w.Write(b)
+	}
+	return c.flushAfter(now, err)
 }
 
 // PreparedMessage is a Message encoded once, to be sent to many Conns with
@@ -276,9 +296,9 @@ func (c *Conn) write(encode func(dst []byte) ([]byte, error)) error {
 }
 
 // dropLargeBuffer lets go of a write buffer over maxKeptBuffer. A large
-// event, or a batch of many (Hub writers coalesce up to maxBatch), is rare:
-// a Conn that kept its buffer would hold its largest write for as long as
-// it lives, and a server of ten thousand streams that many times over.
+// event is rare: a Conn that kept its buffer would hold its largest write
+// for as long as it lives, and a server of ten thousand streams that many
+// times over.
 func (c *Conn) dropLargeBuffer() {
 	if cap(c.buf) > maxKeptBuffer {
 		c.buf = nil
@@ -335,8 +355,20 @@ func (c *Conn) writeEncoded(typ string, v any, pick func(*encoderCaches) *encode
 // HTTP/2 goes through its connection's goroutine), happens at most once per
 // writeTimeout/2 of writing instead of on every write.
 func (c *Conn) sendBytes(b []byte) error {
+	now, err := c.arm()
+	if err != nil {
+		return err
+	}
+	if len(b) > 0 {
+		_, err = c.w.Write(b)
+	}
+	return c.flushAfter(now, err)
+}
+
+// arm renews the write deadline when it is near, before a write, and
+// returns the clock reading for flushAfter.
+func (c *Conn) arm() (now time.Duration, err error) {
 	deadlines := c.writeTimeout > 0 && !c.noDeadline
-	var now time.Duration
 	if c.beats || deadlines {
 		now = time.Since(c.epoch) // one monotonic clock read
 	}
@@ -346,18 +378,20 @@ func (c *Conn) sendBytes(b []byte) error {
 			c.noDeadline = true // asking again costs an allocation per write
 		} else if err != nil {
 			c.fail(err)
-			return c.closedErr()
+			return 0, c.closedErr()
 		} else {
 			c.deadline = d
 		}
 	}
 	if c.closed.Load() { // Close may have run before our deadline replaced its own
-		return c.closedErr()
+		return 0, c.closedErr()
 	}
-	var err error
-	if len(b) > 0 {
-		_, err = c.w.Write(b)
-	}
+	return now, nil
+}
+
+// flushAfter flushes what was written since arm, unless writing it failed
+// with err, and fails the Conn on an error.
+func (c *Conn) flushAfter(now time.Duration, err error) error {
 	if err == nil {
 		err = c.flush()
 	}
