@@ -445,30 +445,6 @@ func TestClientReadTimeout(t *testing.T) {
 
 // A consumer that takes longer than the read timeout over each event must not
 // make the Client drop a stream that delivers what it has.
-func TestClientReadTimeoutIgnoresSlowConsumer(t *testing.T) {
-	t.Parallel()
-	srv := newStubServer(t, stubSend("data: a\n\ndata: b\n\ndata: c\n\n"))
-	var errs stubErrorLog
-	c := &sse.Client{HTTPClient: srv.Client(), ReadTimeout: 250 * time.Millisecond, OnError: errs.add}
-	new(stubDelays).install(c)
-	var got []ev
-	for e, err := range c.Events(context.Background(), srv.URL) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, ev{e.ID, e.Type, string(e.Bytes())})
-		time.Sleep(600 * time.Millisecond)
-	}
-	if len(got) != 3 {
-		t.Errorf("events = %q", got)
-	}
-	for _, err := range errs.get() {
-		if errors.Is(err, sse.ErrReadTimeout) {
-			t.Errorf("read timeout while the consumer was busy: %v", err)
-		}
-	}
-}
-
 func TestClientLargeEvents(t *testing.T) {
 	t.Parallel()
 	for _, size := range []int{5 << 20, 10 << 20} {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -164,4 +165,37 @@ func TestClientSilentServerFakeTime(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestClientReadTimeoutIgnoresSlowConsumer checks that ReadTimeout counts
+// only the server's silence: a consumer that takes three minutes per event,
+// in fake time, with a ReadTimeout of one, gets every event and no timeout.
+func TestClientReadTimeoutIgnoresSlowConsumer(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		tr := &scriptedTransport{steps: []func(context.Context, io.Writer) error{
+			func(ctx context.Context, w io.Writer) error {
+				_, err := io.WriteString(w, "data: a\n\ndata: b\n\ndata: c\n\n")
+				return err
+			},
+		}}
+		var errs stubErrorLog
+		c := &sse.Client{HTTPClient: &http.Client{Transport: tr}, ReadTimeout: time.Minute, OnError: errs.add}
+		var got []string
+		for e, err := range c.Events(context.Background(), "http://stream.test/") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, string(e.Bytes()))
+			time.Sleep(3 * time.Minute)
+		}
+		if want := []string{"a", "b", "c"}; !slices.Equal(got, want) {
+			t.Errorf("events = %q, want %q", got, want)
+		}
+		for _, err := range errs.get() {
+			if errors.Is(err, sse.ErrReadTimeout) {
+				t.Errorf("read timeout while the consumer was busy: %v", err)
+			}
+		}
+	})
 }
