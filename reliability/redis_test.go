@@ -84,10 +84,3 @@ func (s *redisServer) client(t testing.TB) *redis.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
-
-func TestRedisServerStarts(t *testing.T) {
-	s := startRedis(t)
-	if err := s.client(t).Ping(t.Context()).Err(); err != nil {
-		t.Fatal(err)
-	}
-}
