@@ -198,17 +198,7 @@ func TestClientBadInput(t *testing.T) {
 			if !equalEvents(got, tt.want) {
 				t.Errorf("events = %q, want %q", got, tt.want)
 			}
-			var ids []string
-			for _, r := range srv.requests() {
-				id, ok := sentLastEventID(r)
-				if !ok {
-					id = "-"
-				}
-				ids = append(ids, id)
-			}
-			if strings.Join(ids, ",") != strings.Join(tt.wantIDs, ",") {
-				t.Errorf("Last-Event-IDs = %q, want %q", ids, tt.wantIDs)
-			}
+			checkSentIDs(t, srv.requests(), tt.wantIDs)
 			delays := rec.get()
 			if len(delays) != len(tt.delays) {
 				t.Fatalf("waits %v, want %d of them", delays, len(tt.delays))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,14 +16,24 @@ import (
 	"github.com/b2ce5911/sse"
 )
 
-// lastEventID returns the Last-Event-ID a request sent, and whether it had
-// the header at all.
-func sentLastEventID(r stubRequest) (string, bool) {
-	v, ok := r.header["Last-Event-Id"]
-	if !ok || len(v) == 0 {
-		return "", ok
+// checkSentIDs checks the Last-Event-ID that each request sent, "-"
+// standing for a request without the header.
+func checkSentIDs(t *testing.T, reqs []stubRequest, want []string) {
+	t.Helper()
+	var ids []string
+	for _, r := range reqs {
+		id := "-"
+		if v, ok := r.header["Last-Event-Id"]; ok {
+			id = ""
+			if len(v) > 0 {
+				id = v[0]
+			}
+		}
+		ids = append(ids, id)
 	}
-	return v[0], true
+	if !slices.Equal(ids, want) {
+		t.Errorf("Last-Event-IDs = %q, want %q", ids, want)
+	}
 }
 
 func TestClientReconnection(t *testing.T) {
@@ -233,17 +244,7 @@ func TestClientReconnection(t *testing.T) {
 				t.Errorf("events = %q, want %q", got, tt.want)
 			}
 			reqs := srv.requests()
-			var ids []string
-			for _, r := range reqs {
-				id, ok := sentLastEventID(r)
-				if !ok {
-					id = "-"
-				}
-				ids = append(ids, id)
-			}
-			if strings.Join(ids, ",") != strings.Join(tt.wantIDs, ",") {
-				t.Errorf("Last-Event-IDs = %q, want %q", ids, tt.wantIDs)
-			}
+			checkSentIDs(t, reqs, tt.wantIDs)
 			checkStubDelays(t, rec.get(), tt.wantDelays)
 			if n := len(errs.get()); n != tt.wantErrors {
 				t.Errorf("OnError called %d times, want %d: %v", n, tt.wantErrors, errs.get())
