@@ -38,15 +38,18 @@ type Conn struct {
 	closed   atomic.Bool
 	watching atomic.Bool           // the request's end closes the Conn through context.AfterFunc
 	cutShort atomic.Bool           // Close set a past write deadline
+	rcMu     sync.Mutex            // orders shut's past deadline before Close's return
+	rcDone   bool                  // Close has returned: the ResponseWriter is not ours; guarded by rcMu
 	cause    atomic.Pointer[error] // why the Conn closed; net/http may cancel ctx first, without one
 
-	mu         sync.Mutex // serialises writes and guards the fields below
-	buf        []byte
-	beats      bool           // heartbeats are on: writes record lastWrite
-	lastWrite  time.Duration  // since epoch
-	deadline   time.Duration  // since epoch: the write deadline set last; 0 before the first
-	noDeadline bool           // the ResponseWriter cannot set write deadlines
-	encoders   *encoderCaches // made by the first JSON or XML write
+	mu          sync.Mutex // serialises writes and guards the fields below
+	buf         []byte
+	beats       bool           // heartbeats are on: writes record lastWrite
+	lastWrite   time.Duration  // since epoch
+	deadline    time.Duration  // since epoch: the write deadline set last; 0 before the first
+	noDeadline  bool           // the ResponseWriter cannot set write deadlines
+	streamTimer bool           // HTTP/2: a write deadline resets the stream when it passes, written to or not
+	encoders    *encoderCaches // made by the first JSON or XML write
 }
 
 // LastEventID returns the id the client asked to resume after: the
@@ -126,6 +129,12 @@ func (c *Conn) Close() {
 	}
 	c.mu.Lock() // waits out a write that the deadline is cutting short
 	defer c.mu.Unlock()
+	// A shut on another goroutine may have found a write in progress and
+	// not yet set its past deadline: it must do so before Close returns,
+	// after which the handler may return and the ResponseWriter be gone.
+	c.rcMu.Lock()
+	defer c.rcMu.Unlock()
+	c.rcDone = true
 	if c.cutShort.Load() {
 		// The past deadline would also fail net/http's end of the
 		// response; give it the time any write gets.
@@ -153,6 +162,11 @@ func (c *Conn) shut() {
 	if c.mu.TryLock() {
 		c.mu.Unlock()
 		return
+	}
+	c.rcMu.Lock()
+	defer c.rcMu.Unlock()
+	if c.rcDone {
+		return // the write ended and Close returned meanwhile
 	}
 	c.cutShort.Store(true)
 	_ = c.rc.SetWriteDeadline(time.Unix(1, 0))
@@ -242,6 +256,10 @@ func (c *Conn) writePrepared(pms []*PreparedMessage) error {
 				break
 			}
 			continue
+		}
+		if len(b)+len(pm.data) > cap(b) {
+			// Sized here, not by append, whose growth could pass the bound.
+			b = append(make([]byte, 0, maxKeptBuffer), b...)
 		}
 		b = append(b, pm.data...)
 	}
@@ -353,7 +371,8 @@ func (c *Conn) writeEncoded(typ string, v any, pick func(*encoderCaches) *encode
 // a deadline, which costs more than the write itself on a ResponseWriter
 // that buffers (net/http reads the clock again and resets a runtime timer;
 // HTTP/2 goes through its connection's goroutine), happens at most once per
-// writeTimeout/2 of writing instead of on every write.
+// writeTimeout/2 of writing instead of on every write. HTTP/2 is the
+// exception (see streamTimer): there the deadline lasts one write.
 func (c *Conn) sendBytes(b []byte) error {
 	now, err := c.arm()
 	if err != nil {
@@ -374,6 +393,9 @@ func (c *Conn) arm() (now time.Duration, err error) {
 	}
 	if deadlines && addSat(now, c.writeTimeout) > c.deadline {
 		d := addSat(now, addSat(c.writeTimeout, c.writeTimeout/2))
+		if c.streamTimer {
+			d = addSat(now, c.writeTimeout) // cleared again by flushAfter
+		}
 		if err := c.rc.SetWriteDeadline(c.epoch.Add(d)); errors.Is(err, http.ErrNotSupported) {
 			c.noDeadline = true // asking again costs an allocation per write
 		} else if err != nil {
@@ -398,6 +420,16 @@ func (c *Conn) flushAfter(now time.Duration, err error) error {
 	if err != nil {
 		c.fail(err)
 		return c.closedErr()
+	}
+	if c.streamTimer && c.deadline != 0 {
+		// On HTTP/2 the deadline is a timer that resets the stream when it
+		// fires, even while nothing is being written: left in place, it
+		// would end a stream that is idle for longer than writeTimeout.
+		if err := c.rc.SetWriteDeadline(time.Time{}); err != nil {
+			c.fail(err)
+			return c.closedErr()
+		}
+		c.deadline = 0
 	}
 	c.lastWrite = now
 	return nil

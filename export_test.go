@@ -18,3 +18,6 @@ func BufferCap(c *Conn) int {
 	defer c.mu.Unlock()
 	return cap(c.buf)
 }
+
+// Fail closes c as Hub.Close and evictions do.
+func Fail(c *Conn) { c.fail(ErrConnectionClosed) }

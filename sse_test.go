@@ -513,3 +513,52 @@ func TestConnDoneOnRequestEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTP2IdleStreamOutlivesWriteTimeout checks that a write deadline does
+// not outlive its write on HTTP/2, where it is a timer that resets the
+// stream when it fires, written to or not: a stream silent for longer than
+// WriteTimeout, with heartbeats at the defaults' ratio or none, still sends
+// its next event. The handler's idleness is a sleep, which a slow machine
+// only lengthens.
+func TestHTTP2IdleStreamOutlivesWriteTimeout(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		u    sse.Upgrader
+	}{
+		{"heartbeat at 1.5 × WriteTimeout", sse.Upgrader{WriteTimeout: 100 * time.Millisecond, Heartbeat: 150 * time.Millisecond}},
+		{"no heartbeat", sse.Upgrader{WriteTimeout: 100 * time.Millisecond, Heartbeat: -1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			writeErr := make(chan error, 1)
+			ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, err := tt.u.Upgrade(w, r)
+				if err != nil {
+					writeErr <- err
+					return
+				}
+				defer c.Close()
+				time.Sleep(400 * time.Millisecond) // silent for 4 × WriteTimeout
+				writeErr <- c.WriteString("after idle")
+			}))
+			ts.EnableHTTP2 = true
+			ts.StartTLS()
+			defer ts.Close()
+			resp, d := open(t, ts.Client(), ts.URL, nil)
+			if resp.ProtoMajor != 2 {
+				t.Fatalf("served over %s, want HTTP/2", resp.Proto)
+			}
+			e, err := d.Decode()
+			if err != nil {
+				t.Fatalf("client: %v (server's write: %v)", err, <-writeErr)
+			}
+			if string(e.Bytes()) != "after idle" {
+				t.Fatalf("event %q, want %q", e.Bytes(), "after idle")
+			}
+			if err := <-writeErr; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

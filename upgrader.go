@@ -35,7 +35,9 @@ type Upgrader struct {
 	// Zero means DefaultWriteTimeout; a negative value means no limit.
 	// The deadline is renewed only when less than WriteTimeout of it is
 	// left, so a write is cut after at least WriteTimeout and at most
-	// 1.5 × WriteTimeout.
+	// 1.5 × WriteTimeout. On HTTP/2, where a passing deadline resets the
+	// stream even between writes, it is set for each write and cleared
+	// after it.
 	WriteTimeout time.Duration
 
 	// CheckRequest, when not nil, runs before anything is written. It may
@@ -119,6 +121,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		writeTimeout: cmp.Or(u.WriteTimeout, DefaultWriteTimeout),
 		lastEventID:  lastEventID(r),
 		reqDone:      r.Context().Done(),
+		streamTimer:  r.ProtoMajor >= 2,
 		epoch:        time.Now(),
 	}
 	hb := cmp.Or(u.Heartbeat, DefaultHeartbeat)
