@@ -168,3 +168,21 @@ func TestConnCloseOrdersConcurrentShut(t *testing.T) {
 		t.Fatal("the ResponseWriter was used after Close returned")
 	}
 }
+
+type panickingFlusher struct{ http.ResponseWriter }
+
+func (panickingFlusher) Flush() { panic(http.ErrAbortHandler) }
+
+// TestUpgradePanicReachesHandler checks that a panic of the ResponseWriter
+// during Upgrade's first flush comes out of Upgrade, on the handler's
+// goroutine, where net/http recovers it.
+func TestUpgradePanicReachesHandler(t *testing.T) {
+	t.Parallel()
+	defer func() {
+		if p := recover(); p != http.ErrAbortHandler {
+			t.Fatalf("recovered %v, want http.ErrAbortHandler", p)
+		}
+	}()
+	sse.Upgrade(panickingFlusher{httptest.NewRecorder()}, httptest.NewRequest(http.MethodGet, "/", nil))
+	t.Fatal("Upgrade returned")
+}

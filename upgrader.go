@@ -138,12 +138,29 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	// goroutine that would double its stack to 8 KiB for the whole life of
 	// the stream, which mostly waits; on a goroutine of its own the deep
 	// stack is gone once the header is out.
-	errc := make(chan error, 1)
-	go func() { errc <- c.sendBytes(c.buf) }() // under c.mu, held here
-	err := <-errc
+	// A panic there goes back to the handler's goroutine, where net/http
+	// recovers it (http.ErrAbortHandler included).
+	type flushed struct {
+		err      error
+		panicked bool
+		p        any
+	}
+	done := make(chan flushed, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- flushed{panicked: true, p: p}
+			}
+		}()
+		done <- flushed{err: c.sendBytes(c.buf)} // under c.mu, held here
+	}()
+	f := <-done
 	c.mu.Unlock()
-	if err != nil {
-		return nil, err
+	if f.panicked {
+		panic(f.p)
+	}
+	if f.err != nil {
+		return nil, f.err
 	}
 	if c.beats {
 		c.mu.Lock() // beat must not run before c.heartbeat is set
