@@ -8,13 +8,14 @@ import (
 
 	"github.com/b2ce5911/sse"
 	sseredis "github.com/b2ce5911/sse/redis"
+	"github.com/b2ce5911/sse/redis/redistest"
 )
 
 var benchMessage = sse.Message{Type: "chat", Data: []byte(`{"room":"lobby","from":"ann","text":"hello, world"}`)}
 
 // benchBroker is a Broker on a redis-server of the benchmark's own.
 func benchBroker(b *testing.B) *sseredis.Broker {
-	br := &sseredis.Broker{Client: startRedis(b, false).client(b), Logger: quiet}
+	br := &sseredis.Broker{Client: redistest.Start(b, false).Client(b), Logger: quiet}
 	b.Cleanup(func() { br.Close() })
 	b.ReportAllocs()
 	return br
@@ -51,7 +52,7 @@ func BenchmarkPublishParallel(b *testing.B) {
 // client of node B's Hub has decoded the event from its HTTP stream; it
 // reports the percentiles of that latency.
 func BenchmarkCrossNodeLatency(b *testing.B) {
-	srv := startRedis(b, false)
+	srv := redistest.Start(b, false)
 	a, n := newNode(b, srv), newNode(b, srv)
 	s := n.subscribe(b, "topic=t", "")
 	var lat []time.Duration

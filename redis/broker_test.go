@@ -15,6 +15,7 @@ import (
 
 	"github.com/b2ce5911/sse"
 	sseredis "github.com/b2ce5911/sse/redis"
+	"github.com/b2ce5911/sse/redis/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -22,7 +23,7 @@ import (
 // every node, with the Redis entry id as its id, and no other topic.
 func TestCrossNodePublish(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t, false)
+	srv := redistest.Start(t, false)
 	a, b := newNode(t, srv), newNode(t, srv)
 	onA := a.subscribe(t, "topic=news", "")
 	onB := b.subscribe(t, "topic=news", "")
@@ -57,7 +58,7 @@ func TestCrossNodePublish(t *testing.T) {
 // Last-Event-ID and gets exactly what it missed, then live events.
 func TestReconnectToOtherNode(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t, false)
+	srv := redistest.Start(t, false)
 	a, b := newNode(t, srv), newNode(t, srv)
 	watcher := b.subscribe(t, "topic=t", "") // B's feed runs before the client arrives
 	c := a.subscribe(t, "topic=t", "")
@@ -72,7 +73,7 @@ func TestReconnectToOtherNode(t *testing.T) {
 	// Published while the client is away, by a third node without
 	// subscribers: B's feed may or may not have them when the client
 	// arrives, and either way each must come once.
-	third := &sseredis.Broker{Client: srv.client(t)}
+	third := &sseredis.Broker{Client: srv.Client(t)}
 	defer third.Close()
 	for _, d := range []string{"e3", "e4"} {
 		if _, err := third.Publish(context.Background(), "t", sse.Message{Data: []byte(d)}); err != nil {
@@ -97,7 +98,7 @@ func TestReconnectToOtherNode(t *testing.T) {
 // gives the reset event, carrying the newest id; live events follow.
 func TestHistoryGapResets(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t, false)
+	srv := redistest.Start(t, false)
 	n := newNode(t, srv, func(n *node) { n.broker.MaxLen = 10 })
 	first := n.publish(t, "t", "e1")[0]
 	second := n.publish(t, "t", "e2")[0]
@@ -152,8 +153,8 @@ func TestHistoryGapResets(t *testing.T) {
 // ordinary positions; Subscribe's position is one Replay accepts.
 func TestReplay(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t, false)
-	b := &sseredis.Broker{Client: srv.client(t), Prefix: "app:", Logger: quiet}
+	srv := redistest.Start(t, false)
+	b := &sseredis.Broker{Client: srv.Client(t), Prefix: "app:", Logger: quiet}
 	defer b.Close()
 	ctx := context.Background()
 
@@ -169,7 +170,7 @@ func TestReplay(t *testing.T) {
 		}
 		ids[p.data] = id
 	}
-	if n := srv.client(t).Exists(ctx, "app:topic:a", "app:topic:b").Val(); n != 2 {
+	if n := srv.Client(t).Exists(ctx, "app:topic:a", "app:topic:b").Val(); n != 2 {
 		t.Fatalf("%d streams under the prefix, want 2", n)
 	}
 	check := func(topics []string, after string, want []string, heads []string) {
@@ -200,12 +201,12 @@ func TestReplay(t *testing.T) {
 
 	// After XDEL, an id before the deleted entry has lost it; one after
 	// has not; a stream emptied keeps its last id as position.
-	srv.client(t).XDel(ctx, "app:topic:b", ids["b2"])
+	srv.Client(t).XDel(ctx, "app:topic:b", ids["b2"])
 	if _, _, err := b.Replay(ctx, []string{"b"}, ids["b1"]); !errors.Is(err, sse.ErrHistoryGap) {
 		t.Errorf("replay over a deleted entry: %v, want a gap", err)
 	}
 	check([]string{"b"}, ids["b2"], nil, []string{ids["b1"]})
-	srv.client(t).XDel(ctx, "app:topic:b", ids["b1"])
+	srv.Client(t).XDel(ctx, "app:topic:b", ids["b1"])
 	pos, err = b.Subscribe(ctx, "b", func(sse.Entry) {})
 	if err != nil || pos != ids["b2"] {
 		t.Errorf("Subscribe on an emptied stream = %q, %v; want its last id %s", pos, err, ids["b2"])
@@ -223,7 +224,7 @@ func TestReplay(t *testing.T) {
 // publisher's own are refused; a closed Broker refuses everything.
 func TestPublishErrors(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t, false)
+	srv := redistest.Start(t, false)
 	n := newNode(t, srv)
 	ctx := context.Background()
 	if _, err := n.hub.Publish(ctx, "t", sse.Message{ID: "7", Data: []byte("x")}); !errors.Is(err, sseredis.ErrOwnID) {
@@ -236,7 +237,7 @@ func TestPublishErrors(t *testing.T) {
 	if _, err := n.hub.Publish(ctx, "string", sse.Message{Data: []byte("x")}); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Errorf("publish to a key that is not a stream: %v", err)
 	}
-	srv.stop(syscall.SIGKILL)
+	srv.Stop(syscall.SIGKILL)
 	if _, err := n.hub.Publish(ctx, "t", sse.Message{Data: []byte("x")}); err == nil || !strings.Contains(err.Error(), "sseredis:") {
 		t.Errorf("publish with Redis down: %v", err)
 	}
@@ -257,7 +258,7 @@ func TestPublishErrors(t *testing.T) {
 // nodes once, in order; an event whose publish failed, at most once.
 func TestRedisRestart(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t, true)
+	srv := redistest.Start(t, true)
 	a, b := newNode(t, srv), newNode(t, srv)
 	subs := []*stream{a.subscribe(t, "topic=t", ""), b.subscribe(t, "topic=t", "")}
 
@@ -300,9 +301,9 @@ func TestRedisRestart(t *testing.T) {
 		}
 	}
 	waitFor(100)
-	srv.stop(syscall.SIGKILL)
+	srv.Stop(syscall.SIGKILL)
 	time.Sleep(300 * time.Millisecond)
-	srv.start(t)
+	srv.Restart(t)
 	waitFor(count() + 100)
 	close(stop)
 	<-done
@@ -334,7 +335,7 @@ func TestRedisRestart(t *testing.T) {
 // in the order it published them.
 func TestConcurrentPublishersOneOrder(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t, false)
+	srv := redistest.Start(t, false)
 	a, b := newNode(t, srv), newNode(t, srv)
 	subs := []*stream{a.subscribe(t, "topic=t", ""), b.subscribe(t, "topic=t", "")}
 	const each = 200
@@ -400,8 +401,8 @@ func idLess(x, y string) bool {
 // behind; a topic whose last subscriber leaves stops its feed. Not
 // parallel: it counts the process's goroutines.
 func TestNodeShutdownNoLeak(t *testing.T) {
-	srv := startRedis(t, false)
-	ctl := srv.client(t)
+	srv := redistest.Start(t, false)
+	ctl := srv.Client(t)
 	ctx := context.Background()
 	clients := func() int {
 		list, err := ctl.ClientList(ctx).Result()
@@ -487,7 +488,7 @@ func (b *lagging) release() { b.once.Do(func() { close(b.gate) }) }
 // delivers late.
 func TestLaggingFeedNoDuplicate(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t, false)
+	srv := redistest.Start(t, false)
 	a := newNode(t, srv)
 	lag := &lagging{gate: make(chan struct{})}
 	b := newNode(t, srv, func(n *node) { lag.Broker, n.wrap = n.broker, lag })
@@ -512,7 +513,7 @@ func TestLaggingFeedNoDuplicate(t *testing.T) {
 // each, in publish order.
 func TestMultiTopicResume(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t, false)
+	srv := redistest.Start(t, false)
 	a, b := newNode(t, srv), newNode(t, srv)
 	var ids []string
 	for i := range 50 { // many in one millisecond: Redis's own ids would collide across streams
@@ -526,19 +527,19 @@ func TestMultiTopicResume(t *testing.T) {
 // MaxLen bounds each stream approximately; negative never trims.
 func TestMaxLen(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t, false)
+	srv := redistest.Start(t, false)
 	ctx := context.Background()
 	for _, tt := range []struct {
 		maxLen   int64
 		min, max int64
 	}{{-1, 1000, 1000}, {10, 10, 999}, {0, 1000, 1000}} {
-		br := &sseredis.Broker{Client: srv.client(t), Prefix: fmt.Sprint(tt.maxLen, ":"), MaxLen: tt.maxLen}
+		br := &sseredis.Broker{Client: srv.Client(t), Prefix: fmt.Sprint(tt.maxLen, ":"), MaxLen: tt.maxLen}
 		for range 1000 {
 			if _, err := br.Publish(ctx, "t", sse.Message{}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if l := srv.client(t).XLen(ctx, fmt.Sprint(tt.maxLen, ":topic:t")).Val(); l < tt.min || l > tt.max {
+		if l := srv.Client(t).XLen(ctx, fmt.Sprint(tt.maxLen, ":topic:t")).Val(); l < tt.min || l > tt.max {
 			t.Errorf("MaxLen %d: %d entries", tt.maxLen, l)
 		}
 		br.Close()

@@ -1,128 +1,24 @@
 package sseredis_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/b2ce5911/sse"
 	sseredis "github.com/b2ce5911/sse/redis"
+	"github.com/b2ce5911/sse/redis/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// redisServer is a redis-server of one test, on a unix socket in a
-// directory of its own; TCP is off.
-type redisServer struct {
-	t       *testing.T
-	dir     string
-	sock    string
-	persist bool
-	cmd     *exec.Cmd
-	exited  chan struct{}
-}
-
-// startRedis starts a redis-server, and stops it when the test ends. With
-// persist, every write is in the append-only file before Redis answers it.
-func startRedis(t testing.TB, persist bool) *redisServer {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatal("redis-server is not on PATH: install it (apt-get install -y redis-server, or run scripts/test as root)")
-	}
-	dir, err := os.MkdirTemp("", "sseredis")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := &redisServer{dir: dir, sock: filepath.Join(dir, "redis.sock"), persist: persist}
-	s.start(t)
-	t.Cleanup(func() { s.stop(syscall.SIGKILL) })
-	return s
-}
-
-func (s *redisServer) start(t testing.TB) {
-	t.Helper()
-	aof := "no"
-	if s.persist {
-		aof = "yes"
-	}
-	s.cmd = exec.Command("redis-server", "--port", "0", "--unixsocket", s.sock, "--unixsocketperm", "700",
-		"--dir", s.dir, "--save", "", "--appendonly", aof, "--appendfsync", "always", "--loglevel", "warning")
-	out, err := os.Create(filepath.Join(s.dir, "redis.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	s.cmd.Stdout, s.cmd.Stderr = out, out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("starting redis-server: %v", err)
-	}
-	exited := make(chan struct{})
-	s.exited = exited
-	go func() {
-		s.cmd.Wait()
-		close(exited)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for !s.ping() {
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			t.Fatalf("redis-server exited: %s", log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server does not answer PING")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (s *redisServer) ping() bool {
-	c, err := net.DialTimeout("unix", s.sock, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := io.WriteString(c, "PING\r\n"); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && line == "+PONG\r\n"
-}
-
-// stop signals redis-server and waits until it has exited.
-func (s *redisServer) stop(sig os.Signal) {
-	if s.cmd == nil {
-		return
-	}
-	s.cmd.Process.Signal(sig)
-	<-s.exited
-	s.cmd = nil
-}
-
-// client is a go-redis client of s. MaxRetries is off so that a publish
-// Redis did not acknowledge is not sent again behind the caller's back.
-func (s *redisServer) client(t testing.TB) *redis.Client {
-	c := redis.NewClient(&redis.Options{Network: "unix", Addr: s.sock, MaxRetries: -1, PoolSize: 32})
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // node is one server of a deployment: a Hub with its own Broker and Redis
 // client, served over HTTP on loopback.
@@ -136,9 +32,9 @@ type node struct {
 
 // newNode starts a node; configure may change its Broker, or set wrap,
 // before the Hub is made.
-func newNode(t testing.TB, s *redisServer, configure ...func(*node)) *node {
+func newNode(t testing.TB, s *redistest.Server, configure ...func(*node)) *node {
 	t.Helper()
-	n := &node{client: s.client(t)}
+	n := &node{client: s.Client(t)}
 	n.broker = &sseredis.Broker{Client: n.client, Block: 200 * time.Millisecond, Logger: quiet}
 	for _, f := range configure {
 		f(n)

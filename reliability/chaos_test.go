@@ -22,6 +22,7 @@ import (
 
 	"github.com/b2ce5911/sse"
 	sseredis "github.com/b2ce5911/sse/redis"
+	"github.com/b2ce5911/sse/redis/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -631,11 +632,11 @@ func TestRestartChaosRedis(t *testing.T) {
 	t.Parallel()
 	rng, seed := chaosSeed(t)
 	sched := defaultSchedule()
-	rs := startRedis(t)
+	rs := redistest.Start(t, true)
 	addr := freeAddr(t)
 	run := &chaosRun{t: t, name: "redis", seed: seed, kills: sched.kills}
 
-	pub := &sseredis.Broker{Client: rs.client(t), MaxLen: 1 << 20, Logger: quiet}
+	pub := &sseredis.Broker{Client: rs.Client(t), MaxLen: 1 << 20, Logger: quiet}
 	defer pub.Close()
 	ep := &epoch{}
 	publish := func(ctx context.Context, i int) error {
@@ -651,7 +652,7 @@ func TestRestartChaosRedis(t *testing.T) {
 	}
 
 	var mu sync.Mutex // guards node, which Cleanup kills
-	node := startRedisNode(t, addr, rs.sock)
+	node := startRedisNode(t, addr, rs.Socket)
 	t.Cleanup(func() {
 		mu.Lock()
 		defer mu.Unlock()
@@ -685,7 +686,7 @@ func TestRestartChaosRedis(t *testing.T) {
 		node.kill()
 		mu.Unlock()
 		time.Sleep(between(rng, sched.downMin, sched.downMax))
-		n := startRedisNode(t, addr, rs.sock)
+		n := startRedisNode(t, addr, rs.Socket)
 		mu.Lock()
 		node = n
 		mu.Unlock()
