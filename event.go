@@ -141,9 +141,7 @@ func appendEvent(dst []byte, id, typ string, data []byte, retry time.Duration, c
 	if comment != "" {
 		dst = appendComment(dst, comment)
 	}
-	if retry > 0 {
-		dst = AppendRetry(dst, retry)
-	}
+	dst = AppendRetry(dst, retry)
 	if id != "" {
 		dst = appendID(dst, id)
 	}
