@@ -44,7 +44,7 @@ func TestFrozenClients(t *testing.T) {
 		healthy:  n - frozen,
 		events:   int64(pick(800, 2000)),
 		interval: pick(5*time.Millisecond, 20*time.Millisecond),
-		size:     pick(512, 4096),
+		size:     4096,
 	}
 	// The run with frozen subscribers goes first: it finds the event by
 	// which they are evicted, where the run without them then measures
@@ -260,18 +260,19 @@ func runFanout(t *testing.T, cfg fanoutRun) *fanoutResult {
 	}
 	// Memory: the heap must not grow with the events published once the
 	// frozen subscribers are stuck. Between A and B the history keeps its
-	// size (full from the start), everything else the server holds is per
-	// connection and bounded, and the healthy clients in this process keep
-	// buffers of a fixed size: the live heap may only move by noise. Had
-	// the server kept, for each frozen subscriber, the events it missed,
-	// the heap would have grown by frozen×(events after A)×size: the bound
-	// is half of that, and at least 256 KiB. What a connection's buffers
-	// take as they settle is bounded but not nothing (a Conn keeps up to
-	// 16 KiB between writes, depending on the batches it has written):
-	// the long run, with 1,000 connections, has 4 KiB events so that the
-	// bound stands well above 1,000×16 KiB.
+	// size (full from the start), the healthy clients in this process keep
+	// buffers of a fixed size, and what the server holds is per connection
+	// and bounded: a Conn keeps a write buffer of up to 16 KiB, depending on
+	// the batches it has written, so the heap may grow by that much per
+	// connection as they settle, and by noise. Had the server kept, for each
+	// frozen subscriber, the events it missed, it would have grown by
+	// frozen×(events after A)×size: the run must make that at least twice
+	// the bound, so that the check could tell.
 	missedBytes := uint64(cfg.frozen) * uint64(cfg.events-res.seqA) * uint64(cfg.size)
-	bound := max(missedBytes/2, 256<<10)
+	bound := uint64(cfg.healthy+cfg.frozen)*(16<<10) + 256<<10
+	if missedBytes < 2*bound {
+		t.Fatalf("the run is too small to tell: keeping the missed events would add %s, the bound is %s", mib(missedBytes), mib(bound))
+	}
 	if res.heapB > res.heapA+bound {
 		t.Errorf("live heap grew from %s at event %d to %s at event %d, more than %s: server memory is not bounded",
 			mib(res.heapA), res.seqA, mib(res.heapB), cfg.events, mib(bound))
