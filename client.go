@@ -63,9 +63,11 @@ const (
 // the Client waits the reconnection time and connects again, sending the
 // last event ID it saw as Last-Event-ID. The reconnection time is
 // ReconnectDelay until the server sends a retry field; the server's value
-// then wins and is kept across connections. While attempts keep failing the
-// wait doubles, with jitter, up to MaxReconnectDelay; a connection that works
-// resets it. An event cut off by a break is discarded, as the standard says.
+// then wins and is kept across connections. The Client never waits less
+// than the reconnection time, as the standard asks (MaxReconnectDelay caps
+// it). While attempts keep failing the wait doubles up to MaxReconnectDelay,
+// and a random jitter of up to half of it is added, so that clients cut off
+// together do not return together; a connection that works resets it. An event cut off by a break is discarded, as the standard says.
 //
 // The Client stops without error on HTTP 204 No Content. It stops with an
 // error on any other status but 200 (a [*StatusError]; RetryStatus may
@@ -327,15 +329,19 @@ func (c *Client) log(ctx context.Context, level slog.Level, msg string, attrs ..
 // backoff returns the wait before the next attempt. failures counts the
 // attempts that failed in a row, 0 when the connection that just ended
 // worked: then the wait is exactly the reconnection time base. Each failure
-// doubles it, from at least minBackoff, and the result is capped at limit
-// before the jitter takes a random part (r in [0, 1)) of its second half, so
-// that clients cut off together do not come back together.
+// doubles it, from at least minBackoff, up to limit, and the jitter (r in
+// [0, 1)) adds up to half of it, so that clients cut off together do not
+// come back together. The standard lets a client wait longer than the
+// reconnection time, never shorter, so the jitter only adds; once the sum
+// reaches limit it is taken from the last third below limit instead, which
+// still spreads the clients and never goes below base.
 func backoff(base, limit time.Duration, failures int, r float64) time.Duration {
+	limit = max(limit, 0)
 	base = max(min(base, limit), 0)
 	if failures <= 0 {
 		return base
 	}
-	d := max(base, minBackoff)
+	d := min(max(base, minBackoff), limit)
 	for i := 1; i < failures && d < limit; i++ {
 		if d > limit/2 {
 			d = limit
@@ -343,9 +349,13 @@ func backoff(base, limit time.Duration, failures int, r float64) time.Duration {
 			d *= 2
 		}
 	}
-	d = min(d, limit)
-	half := d / 2
-	return d - half + time.Duration(r*float64(half))
+	hi := limit
+	if d < limit-d/2 {
+		hi = d + d/2
+	}
+	lo := max(base, hi-hi/3)
+	// min guards against float rounding up past hi, which could overflow.
+	return lo + min(time.Duration(r*float64(hi-lo)), hi-lo)
 }
 
 // errStopped is how a session learns that its consumer wants no more events.

@@ -48,7 +48,7 @@ func TestClientReconnection(t *testing.T) {
 		wantErr func(error) bool
 		// wantIDs is the Last-Event-ID of each request; "-" means no header.
 		wantIDs    []string
-		wantDelays []time.Duration
+		wantDelays []span
 		wantErrors int // errors passed to OnError
 	}{
 		{
@@ -56,7 +56,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSend("id: 1\ndata: a\n\n"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
 			wantIDs:    []string{"-", "1", "1"},
-			wantDelays: []time.Duration{base, base},
+			wantDelays: []span{exactly(base), exactly(base)},
 			wantErrors: 2,
 		},
 		{
@@ -64,7 +64,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubBreak("id: 1\ndata: a\n\nid: 2\ndata: cut"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
 			wantIDs:    []string{"-", "1", "1"},
-			wantDelays: []time.Duration{base, base},
+			wantDelays: []span{exactly(base), exactly(base)},
 			wantErrors: 2,
 		},
 		{
@@ -72,7 +72,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid: 2\ndata: cut"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
 			wantIDs:    []string{"-", "1", "1"},
-			wantDelays: []time.Duration{base, base},
+			wantDelays: []span{exactly(base), exactly(base)},
 			wantErrors: 2,
 		},
 		{
@@ -80,7 +80,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSend("retry: 1234\ndata: a\n\n"), stubSend("data: b\n\n"), stubSend("data: c\n\n")},
 			want:       []ev{{"", "message", "a"}, {"", "message", "b"}, {"", "message", "c"}},
 			wantIDs:    []string{"-", "-", "-", "-"},
-			wantDelays: []time.Duration{1234 * time.Millisecond, 1234 * time.Millisecond, 1234 * time.Millisecond},
+			wantDelays: []span{exactly(1234 * time.Millisecond), exactly(1234 * time.Millisecond), exactly(1234 * time.Millisecond)},
 			wantErrors: 3,
 		},
 		{
@@ -89,7 +89,7 @@ func TestClientReconnection(t *testing.T) {
 			config:     func(c *sse.Client) { c.MaxReconnectDelay = 7 * time.Second },
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-"},
-			wantDelays: []time.Duration{7 * time.Second},
+			wantDelays: []span{exactly(7 * time.Second)},
 			wantErrors: 1,
 		},
 		{
@@ -97,7 +97,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid: \ndata: b\n\n"), stubSend("data: c\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"", "message", "b"}, {"", "message", "c"}},
 			wantIDs:    []string{"-", "-", "-"},
-			wantDelays: []time.Duration{base, base},
+			wantDelays: []span{exactly(base), exactly(base)},
 			wantErrors: 2,
 		},
 		{
@@ -105,7 +105,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid\n\n"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"", "message", "b"}},
 			wantIDs:    []string{"-", "-", "-"},
-			wantDelays: []time.Duration{base, base},
+			wantDelays: []span{exactly(base), exactly(base)},
 			wantErrors: 2,
 		},
 		{
@@ -114,7 +114,7 @@ func TestClientReconnection(t *testing.T) {
 			config:     func(c *sse.Client) { c.LastEventID = "start" },
 			want:       []ev{{"start", "message", "a"}, {"2", "message", "b"}},
 			wantIDs:    []string{"start", "2"},
-			wantDelays: []time.Duration{base},
+			wantDelays: []span{exactly(base)},
 			wantErrors: 1,
 		},
 		{
@@ -145,7 +145,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSendAs("Text/Event-Stream; charset=UTF-8", "data: a\n\n")},
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-"},
-			wantDelays: []time.Duration{base},
+			wantDelays: []span{exactly(base)},
 			wantErrors: 1,
 		},
 		{
@@ -156,8 +156,8 @@ func TestClientReconnection(t *testing.T) {
 			},
 			want:    []ev{{"9", "message", "a"}},
 			wantIDs: []string{"-", "-", "-", "-", "9", "9"},
-			// Checked by range in the test below: 1 s, 2 s, 4 s with jitter, then exactly 1 s, then 1 s with jitter.
-			wantDelays: []time.Duration{-1, -2, -4, base, -1},
+			// 1 s, 2 s, 4 s with jitter, then exactly 1 s, then 1 s with jitter.
+			wantDelays: []span{jittered(base), jittered(2 * base), jittered(4 * base), exactly(base), jittered(base)},
 			wantErrors: 5,
 		},
 		{
@@ -168,7 +168,7 @@ func TestClientReconnection(t *testing.T) {
 				c.MaxReconnectDelay = 3 * time.Second
 			},
 			wantIDs:    []string{"-", "-", "-", "-", "-"},
-			wantDelays: []time.Duration{-1, -2, -3, -3},
+			wantDelays: []span{jittered(base), {2 * base, 3 * base}, {2 * base, 3 * base}, {2 * base, 3 * base}}, // the jitter stays below the cap
 			wantErrors: 4,
 		},
 		{
@@ -180,7 +180,7 @@ func TestClientReconnection(t *testing.T) {
 			},
 			wantErr:    isStatusError(503),
 			wantIDs:    []string{"-", "-", "-"},
-			wantDelays: []time.Duration{-1, -2},
+			wantDelays: []span{jittered(base), jittered(2 * base)},
 			wantErrors: 2,
 		},
 		{
@@ -202,7 +202,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubRedirect(http.StatusTemporaryRedirect, "/moved"), stubSend("data: a\n\n")},
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-", "-"},
-			wantDelays: []time.Duration{base},
+			wantDelays: []span{exactly(base)},
 			wantErrors: 1,
 		},
 		{
@@ -211,7 +211,7 @@ func TestClientReconnection(t *testing.T) {
 			config:     func(c *sse.Client) { c.ReconnectDelay = -1 },
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-"},
-			wantDelays: []time.Duration{0},
+			wantDelays: []span{exactly(0)},
 			wantErrors: 1,
 		},
 		{
@@ -221,7 +221,7 @@ func TestClientReconnection(t *testing.T) {
 			want:    []ev{{"", "message", "a"}},
 			wantIDs: []string{"-", "-", "-"},
 			// After a failure the wait is 3 s with jitter; a 204 then stops.
-			wantDelays: []time.Duration{3 * time.Second, -3},
+			wantDelays: []span{exactly(3 * time.Second), jittered(3 * time.Second)},
 			wantErrors: 2,
 		},
 	}
@@ -260,24 +260,16 @@ func isStatusError(code int) func(error) bool {
 	}
 }
 
-// checkStubDelays compares waits: a positive want must match exactly; a
-// negative -n seconds means "n s with jitter", anywhere in [n/2, n].
-func checkStubDelays(t *testing.T, got, want []time.Duration) {
+// checkStubDelays checks that each wait is within its span.
+func checkStubDelays(t *testing.T, got []time.Duration, want []span) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Errorf("delays = %v, want %v", got, want)
 		return
 	}
 	for i, w := range want {
-		if w >= 0 {
-			if got[i] != w {
-				t.Errorf("delay %d = %v, want %v", i, got[i], w)
-			}
-			continue
-		}
-		hi := -w * time.Second
-		if got[i] < hi/2 || got[i] > hi {
-			t.Errorf("delay %d = %v, want within [%v, %v]", i, got[i], hi/2, hi)
+		if got[i] < w.lo || got[i] > w.hi {
+			t.Errorf("delay %d = %v, want within [%v, %v]", i, got[i], w.lo, w.hi)
 		}
 	}
 }
@@ -296,15 +288,22 @@ func TestBackoff(t *testing.T) {
 		{"zero base after a working connection", 0, limit, 0, 0.7, 0},
 		{"negative base is zero", -time.Second, limit, 0, 0.7, 0},
 		{"base over the cap is capped", time.Hour, limit, 0, 0.5, limit},
-		{"first failure, no jitter", time.Second, limit, 1, 0, 500 * time.Millisecond},
-		{"first failure, full jitter", time.Second, limit, 1, 0.999999, time.Second - time.Microsecond/2},
-		{"doubling", time.Second, limit, 3, 0, 2 * time.Second},
-		{"zero base has a floor", 0, limit, 1, 0, 50 * time.Millisecond},
-		{"zero base doubles from the floor", 0, limit, 4, 0, 400 * time.Millisecond},
-		{"cap reached", time.Second, limit, 6, 0, limit / 2},
-		{"many failures do not overflow", time.Second, limit, 1 << 30, 0.5, 22500 * time.Millisecond},
-		{"huge cap does not overflow", time.Second, 1<<63 - 1, 200, 0, (1<<63 - 1) - (1<<63-1)/2},
-		{"cap below the floor", 0, 10 * time.Millisecond, 3, 0, 5 * time.Millisecond},
+		{"first failure, no jitter", time.Second, limit, 1, 0, time.Second},
+		{"first failure, full jitter", time.Second, limit, 1, 0.999999, 1500*time.Millisecond - time.Microsecond/2},
+		{"doubling", time.Second, limit, 3, 0, 4 * time.Second},
+		{"doubling, full jitter", time.Second, limit, 3, 0.999999, 6*time.Second - 2*time.Microsecond},
+		{"zero base has a floor", 0, limit, 1, 0, 100 * time.Millisecond},
+		{"zero base doubles from the floor", 0, limit, 4, 0, 800 * time.Millisecond},
+		{"doubled to 16 s, half the jitter", time.Second, limit, 5, 0.5, 20 * time.Second},
+		{"jitter that would pass the cap is taken below it", time.Second, 20 * time.Second, 5, 0, 20*time.Second - 20*time.Second/3},
+		{"cap reached: spread over its last third", time.Second, limit, 6, 0, 20 * time.Second},
+		{"cap reached, full jitter", time.Second, limit, 6, 0.999999, limit - 10*time.Microsecond},
+		{"near the cap the jitter never goes below the base", 25 * time.Second, limit, 1, 0, 25 * time.Second},
+		{"base at the cap: exactly the cap", limit, limit, 3, 0.5, limit},
+		{"many failures do not overflow", time.Second, limit, 1 << 30, 0.5, 25 * time.Second},
+		{"huge cap does not overflow", time.Second, 1<<63 - 1, 200, 0, (1<<63 - 1) - (1<<63-1)/3},
+		{"huge cap, full jitter does not overflow", time.Second, 1<<63 - 1, 200, 0.9999999999999999, 1<<63 - 1},
+		{"cap below the floor", 0, 10 * time.Millisecond, 3, 0, 10*time.Millisecond - 10*time.Millisecond/3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -314,8 +313,9 @@ func TestBackoff(t *testing.T) {
 			if diff < -time.Microsecond || diff > time.Microsecond {
 				t.Errorf("Backoff(%v, %v, %d, %v) = %v, want %v", tt.base, tt.limit, tt.failures, tt.r, got, tt.want)
 			}
-			if got < 0 || got > max(tt.limit, 0) {
-				t.Errorf("Backoff(%v, %v, %d, %v) = %v, outside [0, cap]", tt.base, tt.limit, tt.failures, tt.r, got)
+			// The standard's rule: never less than the reconnection time.
+			if lo := min(max(tt.base, 0), tt.limit); got < lo || got > max(tt.limit, 0) {
+				t.Errorf("Backoff(%v, %v, %d, %v) = %v, outside [reconnection time, cap]", tt.base, tt.limit, tt.failures, tt.r, got)
 			}
 		})
 	}
