@@ -100,7 +100,10 @@
 //
 // A Decoder is used by one goroutine at a time. A Message is plain data and
 // encoding it does not retain it. Events returned by a Decoder may be passed
-// to other goroutines but must not be modified.
+// to other goroutines but must not be modified; any number of goroutines may
+// call [Event.Bytes], [Event.ReadJson] and [Event.ReadXml] on one event at
+// once, while [Event.Data], a reader with a single read position, is for one
+// goroutine at a time.
 //
 // # Spec compliance
 //
