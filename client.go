@@ -79,8 +79,10 @@ const (
 // The zero value is ready to use. The fields must not be changed while a
 // Notify or Events call is running; apart from that a Client may run any
 // number of streams at once, each with its own last event ID and
-// reconnection time. The hooks run on the goroutine that reads the stream
-// (the caller's, for Events), so a hook that blocks stalls the stream.
+// reconnection time. The hooks (Prepare and the On functions) run on the
+// goroutine that reads the stream (the caller's, for Events), so a hook that
+// blocks stalls the stream, and the hooks of a Client running several
+// streams may be called concurrently.
 type Client struct {
 	// HTTPClient sends the requests; nil means [DefaultClient]. Its Timeout,
 	// if any, cuts off every stream after that time: use ReadTimeout.
@@ -94,6 +96,23 @@ type Client struct {
 	// Cache-Control: no-cache are sent unless Header sets them. A
 	// Last-Event-ID in Header is ignored: use LastEventID.
 	Header http.Header
+	// Prepare, when not nil, is called before every connection attempt with
+	// the request the Client built from Method, Body and Header, and may
+	// change anything in it: set a bearer token fetched afresh for each
+	// attempt, sign it, change the URL or the method, or replace the body
+	// (set Body, GetBody and ContentLength together, as http.NewRequest
+	// does, so that a redirect can send it again). The request's context is
+	// the attempt's, so a token fetch in Prepare should use it. Accept and
+	// Cache-Control are added after Prepare unless it set them. Last-Event-ID
+	// belongs to the Client: it is set before Prepare, which may read it (to
+	// put it in the URL or the body for servers that want it there), and set
+	// again after, so that Prepare can neither lose nor change it. Events
+	// carry the URI given to Notify or Events whatever URL Prepare sets.
+	//
+	// An error from Prepare stops the Client, which returns it wrapped (it
+	// is not retried, and not passed to OnError): a Prepare that can recover,
+	// such as a token fetch worth trying again, retries inside itself.
+	Prepare func(req *http.Request) error
 	// LastEventID is sent as Last-Event-ID on the first connection, and
 	// events carry it until the server sends an id. After that the Client
 	// sends the ID of the latest event (and no header once the server reset
@@ -226,6 +245,9 @@ func (c *Client) run(ctx context.Context, uri string, emit func(*Event) bool) er
 			return nil
 		}
 		if !c.retryable(err) {
+			if pe, ok := err.(permanentError); ok {
+				err = pe.error // the mark is the Client's own business
+			}
 			c.log(ctx, slog.LevelError, "sse: stopped", slog.String("url", uri), slog.Any("error", err))
 			return err
 		}
@@ -284,11 +306,25 @@ func (c *Client) attempt(ctx context.Context, s *session, emit func(*Event) bool
 	if c.Header != nil {
 		req.Header = c.Header.Clone()
 	}
-	req.Header.Del("Last-Event-ID")
-	if s.lastID != "" {
-		req.Header.Set("Last-Event-ID", s.lastID)
+	setLastEventID(req.Header, s.lastID)
+	if c.Prepare != nil {
+		if err := c.Prepare(req); err != nil {
+			return permanentError{fmt.Errorf("sse: Client.Prepare: %w", err)}
+		}
+		if req.Header == nil {
+			req.Header = make(http.Header)
+		}
+		setLastEventID(req.Header, s.lastID)
 	}
 	return s.stream(req, cancel, emit)
+}
+
+// setLastEventID sends id as Last-Event-ID, and no header for an empty id.
+func setLastEventID(h http.Header, id string) {
+	h.Del("Last-Event-ID")
+	if id != "" {
+		h.Set("Last-Event-ID", id)
+	}
 }
 
 func (c *Client) retryable(err error) bool {

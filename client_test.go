@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -626,4 +627,104 @@ func TestClientBadRequestIsFinal(t *testing.T) {
 	if _, err := stubCollect(context.Background(), c, "http://127.0.0.1:1/"); err == nil {
 		t.Error("no error for an invalid method")
 	}
+}
+
+// TestClientPrepare checks the per-attempt request hook: a token fetched
+// afresh for every attempt, a body rebuilt for every attempt (and re-sent
+// on a redirect), Last-Event-ID visible to the hook and kept by the Client
+// whatever the hook does to it, the attempt's own context, and an error
+// from the hook that stops the Client, wrapped.
+func TestClientPrepare(t *testing.T) {
+	t.Parallel()
+	t.Run("token and body per attempt", func(t *testing.T) {
+		t.Parallel()
+		srv := newStubServer(t,
+			stubSend("id: 1\ndata: a\n\n"),
+			stubRedirect(http.StatusTemporaryRedirect, "/moved"), stubBreak("id: 2\ndata: b\n\n"),
+			stubSend("data: c\n\n"))
+		var n int
+		var seenIDs []string
+		var ctxs []context.Context
+		c := &sse.Client{
+			HTTPClient: srv.Client(),
+			Header:     http.Header{"X-Static": {"kept"}},
+			Prepare: func(req *http.Request) error {
+				n++
+				seenIDs = append(seenIDs, req.Header.Get("Last-Event-ID"))
+				ctxs = append(ctxs, req.Context())
+				req.Header.Set("Authorization", fmt.Sprintf("Bearer token-%d", n))
+				req.Header.Set("Last-Event-ID", "forged") // the Client's: set again after the hook
+				body := fmt.Sprintf(`{"attempt": %d, "resume": %q}`, n, seenIDs[n-1])
+				req.Method = http.MethodPost
+				req.ContentLength = int64(len(body))
+				req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
+				req.Body, _ = req.GetBody()
+				return nil
+			},
+		}
+		new(stubDelays).install(c)
+		got, err := stubCollect(context.Background(), c, srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []ev{{"1", "message", "a"}, {"2", "message", "b"}, {"2", "message", "c"}}; !equalEvents(got, want) {
+			t.Errorf("events = %q, want %q", got, want)
+		}
+		if want := []string{"", "1", "2", "2"}; !slices.Equal(seenIDs, want) {
+			t.Errorf("Prepare saw Last-Event-IDs %q, want %q", seenIDs, want)
+		}
+		reqs := srv.requests()
+		checkSentIDs(t, reqs, []string{"-", "1", "1", "2", "2"})
+		// The redirect's second request is the same attempt: same token, same body.
+		attempt := []int{1, 2, 2, 3, 4}
+		resume := []string{"", "1", "1", "2", "2"}
+		for i, r := range reqs {
+			k := attempt[i]
+			if got, want := r.header.Get("Authorization"), fmt.Sprintf("Bearer token-%d", k); got != want {
+				t.Errorf("request %d: Authorization %q, want %q", i, got, want)
+			}
+			if want := fmt.Sprintf(`{"attempt": %d, "resume": %q}`, k, resume[i]); r.method != "POST" || r.body != want {
+				t.Errorf("request %d: %s %q, want POST %q", i, r.method, r.body, want)
+			}
+			if r.header.Get("X-Static") != "kept" || r.header.Get("Accept") != "text/event-stream" {
+				t.Errorf("request %d: headers %v lack Header's or the Client's", i, r.header)
+			}
+		}
+		for i, ctx := range ctxs {
+			if ctx.Err() == nil {
+				t.Errorf("attempt %d: the request's context outlived its attempt", i+1)
+			}
+		}
+	})
+	t.Run("error stops the Client", func(t *testing.T) {
+		t.Parallel()
+		errExpired := errors.New("refresh token expired")
+		srv := newStubServer(t, stubSend("id: 1\ndata: a\n\n"), stubSend("data: never\n\n"))
+		var errs stubErrorLog
+		attempts := 0
+		c := &sse.Client{
+			HTTPClient: srv.Client(),
+			OnError:    errs.add,
+			Prepare: func(req *http.Request) error {
+				if attempts++; attempts > 1 {
+					return fmt.Errorf("fetching a token: %w", errExpired)
+				}
+				return nil
+			},
+		}
+		new(stubDelays).install(c)
+		got, err := stubCollect(context.Background(), c, srv.URL)
+		if !errors.Is(err, errExpired) || !strings.HasPrefix(err.Error(), "sse: ") {
+			t.Errorf("error = %v, want one wrapping the hook's", err)
+		}
+		if want := []ev{{"1", "message", "a"}}; !equalEvents(got, want) {
+			t.Errorf("events = %q, want %q", got, want)
+		}
+		if n := len(srv.requests()); n != 1 || attempts != 2 {
+			t.Errorf("%d requests and %d calls of Prepare, want 1 and 2", n, attempts)
+		}
+		if e := errs.get(); len(e) != 1 || !errors.Is(e[0], io.EOF) {
+			t.Errorf("OnError got %v, want the first stream's end only", e)
+		}
+	})
 }
