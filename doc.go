@@ -59,12 +59,15 @@
 // [Client] reads a stream the way a browser's EventSource does: it sends
 // Accept: text/event-stream, follows redirects, and after an end of stream or
 // a network error reconnects with Last-Event-ID, waiting the server's retry
-// time (with capped, jittered backoff while attempts keep failing) until its
-// context ends. A 204 stops it quietly; any other status but 200, or a
-// response that is not an event stream, stops it with an error
-// ([*StatusError], [ErrContentType]). Its zero value is ready to use; its
-// exported fields set the method, body, headers, delays, a read timeout and
-// hooks to observe it.
+// time, never less (backoff and jitter only add to it while attempts keep
+// failing, up to a cap), until its context ends. A 204 stops it quietly; any
+// other status but 200, or a response that is not an event stream, stops it
+// with an error ([*StatusError], [ErrContentType]). Its zero value is ready
+// to use; its exported fields set the method, body, headers, delays, a read
+// timeout and hooks to observe it. [Client.Prepare] adjusts the request of
+// every attempt, with the attempt's context: a bearer token refreshed for
+// each one, a body rebuilt, a signature; the Client keeps Last-Event-ID
+// itself, and an error from Prepare stops it.
 //
 //	c := &sse.Client{ReadTimeout: time.Minute}
 //	for e, err := range c.Events(ctx, "https://example.com/stream") {
@@ -100,7 +103,10 @@
 //
 // A Decoder is used by one goroutine at a time. A Message is plain data and
 // encoding it does not retain it. Events returned by a Decoder may be passed
-// to other goroutines but must not be modified.
+// to other goroutines but must not be modified; any number of goroutines may
+// call [Event.Bytes], [Event.ReadJson] and [Event.ReadXml] on one event at
+// once, while [Event.Data], a reader with a single read position, is for one
+// goroutine at a time.
 //
 // # Spec compliance
 //
