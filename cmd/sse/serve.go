@@ -252,35 +252,42 @@ func (o *serveOptions) publish(stdin io.Reader, stdout, stderr io.Writer, hub *s
 	sc.Buffer(make([]byte, 0, 64<<10), sse.DefaultMaxEventSize)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Bytes()
-		if o.tee {
-			stdout.Write(line)
-			io.WriteString(stdout, "\n")
-		}
-		topic, m := o.topic, sse.Message{Type: o.typ, Data: line}
-		if o.json {
-			if len(bytes.TrimSpace(line)) == 0 {
-				continue
-			}
-			var err error
-			if topic, m, err = o.parseEvent(line); err != nil {
-				fmt.Fprintf(stderr, "sse: line %d: %v\n", n, err)
-				continue
-			}
-		}
-		id, err := hub.Publish(context.Background(), topic, m)
+		err := o.publishLine(line, hub, recent)
 		if errors.Is(err, sse.ErrHubClosed) {
 			return nil
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "sse: line %d: %v\n", n, err)
-			continue
+			fmt.Fprintf(stderr, "sse: line %d: %v\n", n, strings.TrimPrefix(err.Error(), "sse: "))
 		}
-		recent.add(id)
+		if o.tee {
+			// After publishing, so that a reader of the copy knows that
+			// the event is out.
+			stdout.Write(line)
+			io.WriteString(stdout, "\n")
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("reading standard input: %w", err)
 	}
 	return nil
+}
+
+func (o *serveOptions) publishLine(line []byte, hub *sse.Hub, recent *recent) error {
+	topic, m := o.topic, sse.Message{Type: o.typ, Data: line}
+	if o.json {
+		if len(bytes.TrimSpace(line)) == 0 {
+			return nil
+		}
+		var err error
+		if topic, m, err = o.parseEvent(line); err != nil {
+			return err
+		}
+	}
+	id, err := hub.Publish(context.Background(), topic, m)
+	if err == nil {
+		recent.add(id)
+	}
+	return err
 }
 
 // inputEvent is an event of -json input: the json format of "sse -o json",
