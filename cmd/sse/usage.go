@@ -44,7 +44,8 @@ OUTPUT
           coloured when standard output is a terminal (see -color).
     json  One JSON object per event and line: {"id":"…","type":"…","data":"…"};
           id is the last event ID, type is "message" when the server named
-          none. For jq, and the input of sse serve -json.
+          none; bytes that are not UTF-8 become U+FFFD. For jq, and the
+          input of sse serve -json.
     data  The data of each event, then a newline.
 
 OPTIONS

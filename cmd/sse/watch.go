@@ -114,7 +114,7 @@ func watch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitFor(err, stderr)
 	}
-	body := c.HTTPClient.Transport.(*statusBody)
+	body := c.HTTPClient.Transport.(*transport)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -166,7 +166,7 @@ func (o *watchOptions) client(fs *flag.FlagSet, operands []string, stdin io.Read
 		return nil, "", usagef("not an http or https URL: %q", uri)
 	}
 	c := &sse.Client{
-		HTTPClient:     &http.Client{Transport: &statusBody{base: http.DefaultTransport}},
+		HTTPClient:     &http.Client{Transport: &transport{base: http.DefaultTransport}},
 		Method:         o.method,
 		Header:         o.header,
 		LastEventID:    o.lastID,
@@ -195,7 +195,7 @@ func (o *watchOptions) client(fs *flag.FlagSet, operands []string, stdin io.Read
 	}
 	if o.verbose {
 		c.OnConnect = func(resp *http.Response) { printExchange(stderr, resp) }
-		c.OnComment = func(text string) { fmt.Fprintf(stderr, ": %s\n", text) }
+		c.OnComment = func(text string) { fmt.Fprintln(stderr, strings.TrimSpace(": "+printable(text))) }
 	}
 	return c, uri, nil
 }
@@ -229,7 +229,7 @@ func readBody(arg string, stdin io.Reader) ([]byte, error) {
 
 // exitFor reports err, which stopped the stream, and returns the exit
 // status it stands for.
-func (o *watchOptions) exitFor(err error, body *statusBody, stderr io.Writer) int {
+func (o *watchOptions) exitFor(err error, body *transport, stderr io.Writer) int {
 	var sig signalError
 	var once onceEnd
 	var se *sse.StatusError
@@ -252,10 +252,12 @@ func (o *watchOptions) exitFor(err error, body *statusBody, stderr io.Writer) in
 	return exitError
 }
 
-// statusBody keeps the first line of the body of the latest response that
-// is not a 200: a [sse.StatusError] carries only the status, and servers
-// say why in the body.
-type statusBody struct {
+// transport sends the Client's requests. It keeps the first line of the
+// body of the latest response that is not a 200, since a [sse.StatusError]
+// carries only the status and servers say why in the body; and it sends a
+// Host header of -H as the request's host, as curl does, where net/http
+// would ignore it.
+type transport struct {
 	base http.RoundTripper
 
 	mu   sync.Mutex
@@ -265,7 +267,11 @@ type statusBody struct {
 // maxBodyLine bounds what is read of an error body, and shown of it.
 const maxBodyLine = 512
 
-func (s *statusBody) RoundTrip(req *http.Request) (*http.Response, error) {
+func (s *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if host := req.Header.Get("Host"); host != "" && req.Host != host {
+		req = req.Clone(req.Context()) // a RoundTripper must not change its request
+		req.Host = host
+	}
 	resp, err := s.base.RoundTrip(req)
 	if err != nil || resp.StatusCode == http.StatusOK {
 		return resp, err
@@ -285,7 +291,7 @@ func (s *statusBody) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-func (s *statusBody) line() string {
+func (s *transport) line() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.last

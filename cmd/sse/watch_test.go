@@ -411,3 +411,22 @@ func TestInterrupt(t *testing.T) {
 		t.Fatal("no exit after SIGINT")
 	}
 }
+
+// TestVerbose shows the exchange and the comments on stderr, and sends a
+// Host of -H as the request's host.
+func TestVerbose(t *testing.T) {
+	hosts := make(chan string, 1)
+	url := serveFunc(t, func(w http.ResponseWriter, r *http.Request) {
+		hosts <- r.Host
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, ": hi\n:\ndata: x\n\n")
+	})
+	r := runSSE(t, "", "-v", "-once", "-H", "Host: example.test", "-H", "X-Token: t", url)
+	r.want(t, exitOK, "> GET "+url+"\n", "> X-Token: t\n", "< HTTP/1.1 200 OK\n", "< Content-Type: text/event-stream\n", "\n: hi\n:\n")
+	if host := <-hosts; host != "example.test" {
+		t.Fatalf("host %q", host)
+	}
+	if r.stdout != "data: x\n\n" {
+		t.Fatalf("stdout %q", r.stdout)
+	}
+}
