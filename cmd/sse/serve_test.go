@@ -152,8 +152,9 @@ func TestServeLines(t *testing.T) {
 	if got := data(resumed); got != ",three,four" {
 		t.Fatalf("replay after %q: %q", first[0].ID, got)
 	}
-	// At / for a client of event streams, and with the command's client.
-	r := runSSE(t, "", "-n", "4", "-o", "data", s.url)
+	// At / for a client of event streams, and with the command's client
+	// (and a URL typed without http://).
+	r := runSSE(t, "", "-n", "4", "-o", "data", strings.TrimPrefix(s.url, "http://"))
 	r.want(t, exitOK)
 	if r.stdout != "one\n\nthree\nfour\n" {
 		t.Fatalf("sse %s: %q", s.url, r.stdout)

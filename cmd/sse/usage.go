@@ -35,6 +35,8 @@ DESCRIPTION
     SIGTERM (or stops at once with -exit), then lets subscribers receive
     what is queued for them, for up to 5s, before it exits.
 
+    A URL without a scheme means http: example.com/events is
+    http://example.com/events, and :8080/events http://localhost:8080/events.
     Options may come before or after the URL; -- ends them.
 
 OUTPUT
@@ -59,7 +61,8 @@ OPTIONS
           is sent with Content-Type: application/json unless -H sets one.
     -o FORMAT
           Output format: text, json or data (see OUTPUT).
-    -n N  Exit after printing N events (those that pass -type).
+    -n N  Exit after printing N events (those that pass -type); 0, the
+          default, means no limit.
     -type TYPE[,TYPE...]
           Print only events of these types (message for unnamed ones);
           repeatable.
@@ -127,7 +130,9 @@ EXIT STATUS
     1    Error: a status other than 200 or 204 (the message shows the status
          and the first line of the body), a response that is not
          text/event-stream, a network error with -once or after
-         -max-attempts, an event too large (16 MiB), a failure to listen.
+         -max-attempts, an event too large (16 MiB); for sse serve, a
+         failure to listen, or subscribers that did not take what was queued
+         for them within 5s of the shutdown.
     2    Bad command line.
     3    The server answered 204 No Content: it has no more events.
     4    The read timeout ended the stream, with -once or -max-attempts.

@@ -161,7 +161,7 @@ func (o *watchOptions) client(fs *flag.FlagSet, operands []string, stdin io.Read
 	case o.readTimeout < 0:
 		return nil, "", usagef("-read-timeout must not be negative")
 	}
-	uri := operands[0]
+	uri := withScheme(operands[0])
 	if u, err := url.Parse(uri); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, "", usagef("not an http or https URL: %q", uri)
 	}
@@ -198,6 +198,18 @@ func (o *watchOptions) client(fs *flag.FlagSet, operands []string, stdin io.Read
 		c.OnComment = func(text string) { fmt.Fprintln(stderr, strings.TrimSpace(": "+printable(text))) }
 	}
 	return c, uri, nil
+}
+
+// withScheme completes a URL typed without its scheme, as curl does, and
+// ":8080/x" as httpie does.
+func withScheme(uri string) string {
+	switch {
+	case strings.Contains(uri, "://"):
+		return uri
+	case strings.HasPrefix(uri, ":"):
+		return "http://localhost" + uri
+	}
+	return "http://" + uri
 }
 
 func (o *watchOptions) isSet(fs *flag.FlagSet, name string) bool {

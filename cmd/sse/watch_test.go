@@ -327,6 +327,7 @@ func TestBadCommandLine(t *testing.T) {
 		{nil, "no URL"},
 		{[]string{url, url}, "one URL only"},
 		{[]string{"ftp://example.com/"}, "not an http or https URL"},
+		{[]string{"http://"}, "not an http or https URL"},
 		{[]string{"-n", "x", url}, `invalid value "x" for flag -n`},
 		{[]string{"-n", "-1", url}, "-n must not be negative"},
 		{[]string{"-read-timeout", "5", url}, `invalid value "5" for flag -read-timeout`},
@@ -346,6 +347,8 @@ func TestBadCommandLine(t *testing.T) {
 	}
 	r := runSSE(t, "", "-d", "@/nonexistent/body", url)
 	r.want(t, exitError, "sse: reading the body: open /nonexistent/body")
+	r = runSSE(t, "", "-once", ":1/never")
+	r.want(t, exitError, `"http://localhost:1/never"`)
 }
 
 // TestManual checks that -h prints the manual, and that it describes
