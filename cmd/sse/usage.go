@@ -79,8 +79,10 @@ OPTIONS
           Give up after N failed connection attempts in a row (default:
           never). An attempt that delivered an event does not fail.
     -once
-          Do not reconnect: exit when the first connection ends (for
-          POST-based APIs that stream one answer).
+          Do not reconnect: exit when the first connection ends. The
+          default for methods other than GET, such as the POST of an LLM
+          API that streams one answer, which a reconnection would ask
+          again; -once=false reconnects them too.
     -color auto|always|never
           Colour the text output: auto (default) colours it when standard
           output is a terminal and NO_COLOR is unset or empty.
@@ -136,7 +138,7 @@ EXIT STATUS
     2    Bad command line.
     3    The server answered 204 No Content: it has no more events.
     4    The read timeout ended the stream, with -once or -max-attempts.
-    130  Interrupted by SIGINT (143: SIGTERM).
+    130  sse URL was interrupted by SIGINT (143: SIGTERM).
 
 EXAMPLES
     Follow a stream, and resume it later:
@@ -147,7 +149,7 @@ EXAMPLES
         sse -o json -type price -n 10 https://example.com/events | jq .data
 
     Stream an answer from a POST-based LLM API:
-        sse -once -H "Authorization: Bearer $KEY" -o data \
+        sse -H "Authorization: Bearer $KEY" -o data \
             -d '{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}' \
             https://api.example.com/v1/chat/completions
 

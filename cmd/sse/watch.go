@@ -193,6 +193,9 @@ func (o *watchOptions) client(fs *flag.FlagSet, operands []string, stdin io.Read
 			c.Header.Set("Content-Type", "application/json")
 		}
 	}
+	if c.Method != "" && c.Method != http.MethodGet && !o.isSet(fs, "once") {
+		o.once = true // repeating the request would not resume the stream but ask again
+	}
 	if o.verbose {
 		c.OnConnect = func(resp *http.Response) { printExchange(stderr, resp) }
 		c.OnComment = func(text string) { fmt.Fprintln(stderr, strings.TrimSpace(": "+printable(text))) }

@@ -275,7 +275,7 @@ func TestBody(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, url := serveScript(t, step{body: "retry: 1\ndata: a\n\n"}, step{body: "data: b\n\n"})
-			args := append(tc.args, "-H", "Authorization: Bearer k", "-H", "X-Multi: 1", "-H", "x-multi:2", "-o", "data", url)
+			args := append(tc.args, "-once=false", "-H", "Authorization: Bearer k", "-H", "X-Multi: 1", "-H", "x-multi:2", "-o", "data", url)
 			r := runSSE(t, tc.stdin, args...)
 			r.want(t, exitNoMore)
 			if r.stdout != "a\nb\n" {
@@ -303,8 +303,15 @@ func TestMethod(t *testing.T) {
 	if len(reqs) != 1 || reqs[0].method != "PUT" || reqs[0].body != "not json" || reqs[0].header.Get("Content-Type") != "text/plain" {
 		t.Fatalf("requests %+v", reqs)
 	}
+	// A request other than GET is not repeated unless asked.
+	s, url = serveScript(t, step{body: "data: answer\n\n"}, step{body: "data: again\n\n"})
+	r := runSSE(t, "", "-d", "{}", "-o", "data", url)
+	r.want(t, exitOK)
+	if r.stdout != "answer\n" || len(s.requests()) != 1 {
+		t.Fatalf("stdout %q after %d requests", r.stdout, len(s.requests()))
+	}
 	s, url = serveScript(t)
-	runSSE(t, "", "-X", "REPORT", "-last-event-id", "41", url).want(t, exitNoMore)
+	runSSE(t, "", "-X", "REPORT", "-once=false", "-last-event-id", "41", url).want(t, exitNoMore)
 	if reqs := s.requests(); len(reqs) != 1 || reqs[0].method != "REPORT" || reqs[0].header.Get("Last-Event-ID") != "41" {
 		t.Fatalf("requests %+v", reqs)
 	}
