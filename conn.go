@@ -20,7 +20,14 @@ var ErrConnectionClosed = errors.New("sse: connection closed")
 // All methods are safe for concurrent use: a heartbeat, a publisher and a
 // goroutine that calls Close may share a Conn. Writes are serialised and
 // each is flushed before it returns. A write that fails closes the Conn.
+// The handler that made it must Close it before returning (see the
+// package's Concurrency section).
 type Conn struct {
+	// The ResponseWriter (w, rc, flush) is used under one rule: by a
+	// holder of mu (writes, flushes and their deadlines), or of rcMu
+	// (shut's past deadline, and Close's), and only while the Conn is
+	// ours: no Close has returned (released) and, from a goroutine other
+	// than the handler's, the request has not ended (requestEnded).
 	w            http.ResponseWriter
 	rc           *http.ResponseController
 	flush        func() error    // found once: ResponseController.Flush looks for it on every call

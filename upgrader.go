@@ -184,8 +184,8 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		return nil, f.err
 	}
 	if noDeadline && atomic.CompareAndSwapUint32(&u.warned, 0, 1) {
-		cmp.Or(u.Logger, slog.Default()).Warn("sse: the ResponseWriter cannot set write deadlines, so WriteTimeout has no effect: " +
-			"a client that stops reading blocks writes until net/http closes its connection; " +
+		cmp.Or(u.Logger, slog.Default()).Warn("sse: the ResponseWriter cannot set write deadlines, so WriteTimeout has no effect: "+
+			"a client that stops reading blocks writes until net/http closes its connection; "+
 			"give the wrapping ResponseWriter an Unwrap method",
 			"writer", fmt.Sprintf("%T", w))
 	}
