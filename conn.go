@@ -348,6 +348,10 @@ func (c *Conn) writePrepared(pms []*PreparedMessage) error {
 	}
 	b := c.buf[:0]
 	for _, pm := range pms {
+		if c.released.Load() { // see flushAfter
+			err = ErrConnectionClosed
+			break
+		}
 		if len(b) > 0 && len(b)+len(pm.data) > maxKeptBuffer {
 			if _, err = c.w.Write(b); err != nil {
 				break
