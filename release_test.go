@@ -58,7 +58,7 @@ func (w *cutWriter) SetWriteDeadline(t time.Time) error {
 	}
 	// A deadline put back: give any Close that is about to return the
 	// time to say so, so that a use after it cannot go unseen.
-	for i := 0; i < 20 && !w.closeReturned.Load(); i++ {
+	for i := 0; i < 5 && !w.closeReturned.Load(); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if w.closeReturned.Load() {
