@@ -20,6 +20,7 @@
 //		if err != nil {
 //			return // Upgrade has answered the request
 //		}
+//		defer c.Close() // required: see Concurrency
 //		for {
 //			select {
 //			case p := <-prices:
@@ -92,14 +93,28 @@
 //
 // Every method of [Conn] is safe for concurrent use: writes are serialised,
 // so a heartbeat, several publishers and a goroutine that calls Close may
-// share a Conn. Close may be called from any goroutine and unblocks a write
-// in progress. A Conn must not be used after the handler that created it
-// returns, and the handler must close it before it returns (defer c.Close()
-// right after Upgrade): Close waits for a heartbeat in progress, while a
-// heartbeat that fired as an unclosed handler returned could write into a
-// response that net/http is finishing. [Hub.Serve] closes its Conn itself. [Hub], [MemoryBroker] and [Upgrader] are safe for concurrent use;
-// set their fields before first use. A [Client] may run many streams at
-// once; its hooks run on the goroutine reading the stream.
+// share a Conn. Close may be called from any goroutine, any number of
+// times, and unblocks a write in progress; once one Close has returned,
+// the package does not touch the ResponseWriter again.
+//
+// A Conn lives within the handler that upgraded it, since net/http's
+// ResponseWriter must not be used after the handler returns: the handler
+// must close the Conn before it returns (defer c.Close() right after
+// Upgrade), and no goroutine may write to it afterwards. Close is what
+// orders the heartbeat, which runs on a timer of its own, before the
+// handler's return. Without it, a heartbeat still checks that the request
+// has not ended before it writes, orders its writes before net/http's end
+// of the request, and survives net/http's panic on a finished
+// ResponseWriter; but one that is writing just as the handler returns
+// races with net/http finishing the response. [Hub.Serve] closes its Conn
+// itself. Where write deadlines cannot be set (see
+// [Upgrader.WriteTimeout]), a write stuck on a client that stopped reading
+// cannot be cut short: Close and [Hub.Close] stop waiting for it after
+// WriteTimeout, and it ends when net/http drops the connection.
+//
+// [Hub], [MemoryBroker] and [Upgrader] are safe for concurrent use; set
+// their fields before first use. A [Client] may run many streams at once;
+// its hooks run on the goroutine reading the stream.
 //
 // A Decoder is used by one goroutine at a time. A Message is plain data and
 // encoding it does not retain it. Events returned by a Decoder may be passed

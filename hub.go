@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Errors returned by [Hub.Serve].
@@ -660,13 +661,16 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	h.Close()
-	<-drained
+	h.Close() // which waits for the writers as long as it may
 	return err
 }
 
 // Close closes every stream at once and stops the Hub; it closes the
-// Broker when the Hub made it.
+// Broker when the Hub made it. It waits for the subscribers' writers to
+// leave, which they do at once unless a write is stuck where its deadline
+// cannot be cut short (see [Upgrader.WriteTimeout]): it then returns
+// after the Upgrader's WriteTimeout (DefaultWriteTimeout when it is
+// negative), and logs how many were left.
 func (h *Hub) Close() error {
 	h.init()
 	h.stop(h.drain)
@@ -687,7 +691,18 @@ func (h *Hub) Close() error {
 	for _, s := range subs {
 		s.conn.fail(ErrConnectionClosed) // unblocks a writer stuck on a slow client
 	}
-	h.active.Wait()
+	left := make(chan struct{})
+	go func() {
+		h.active.Wait()
+		close(left)
+	}()
+	t := time.NewTimer(closeWait(h.Upgrader.WriteTimeout))
+	defer t.Stop()
+	select {
+	case <-left:
+	case <-t.C:
+		h.logger().Warn("sse: hub closed with writers still blocked in a write that no deadline can cut short", "subscribers", h.Stats().Subscribers)
+	}
 	if h.owned {
 		return h.broker.Close()
 	}
