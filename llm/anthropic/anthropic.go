@@ -21,16 +21,16 @@ import (
 )
 
 // ContentTypes are the Content-Type values that Register installs the
-// decoder for. The SDK looks its registry up by the header exactly as the
-// server sent it, so every spelling needs an entry of its own: these are the
-// ones the Anthropic API and common gateways send. A response with another
-// one is read by the SDK's own decoder; register [NewDecoder] for it.
+// decoder for: the ones the Anthropic API and common gateways send. The SDK
+// looks its registry up by the header exactly as the server sent it, so
+// every spelling needs an entry of its own, and since RegisterDecoder
+// lowercases its key, a header with capitals (charset=UTF-8) never finds
+// one. The SDK reads a response that is not listed with its own decoder;
+// register [NewDecoder] for a lowercase spelling that is missing.
 var ContentTypes = []string{
 	"text/event-stream",
 	"text/event-stream; charset=utf-8",
 	"text/event-stream;charset=utf-8",
-	"text/event-stream; charset=UTF-8",
-	"text/event-stream;charset=UTF-8",
 }
 
 // Register makes the SDK decode the text/event-stream responses listed in
