@@ -24,7 +24,9 @@ var ErrCut = fmt.Errorf("sse: stream ended in the middle of an event: %w", io.Er
 
 // Stream reads events from a response body with an [sse.Decoder].
 //
-// A Stream is not safe for concurrent use; the SDKs read a stream from one
+// A Stream is not safe for concurrent use, except that Close may be called
+// from another goroutine to stop a Next waiting for the body, when the body
+// allows it (an http.Response body does); the SDKs read a stream from one
 // goroutine. Its zero value is not usable: create one with [NewStream].
 type Stream struct {
 	body io.ReadCloser

@@ -3,7 +3,6 @@ package sseanthropic_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,6 +31,15 @@ func trampoline(body io.ReadCloser) ssestream.Decoder { return decoderFor(body) 
 // it for a content type that nothing is registered for.
 func sdkDecoder(body io.ReadCloser) ssestream.Decoder {
 	return ssestream.NewDecoder(&http.Response{Header: http.Header{"Content-Type": {"application/x-unregistered"}}, Body: body})
+}
+
+// use makes the registry give the SDK's decoder, or ours with limit.
+func use(sdk bool, limit int) {
+	if sdk {
+		decoderFor = sdkDecoder
+		return
+	}
+	decoderFor = func(body io.ReadCloser) ssestream.Decoder { return sseanthropic.NewDecoder(body, limit) }
 }
 
 func TestMain(m *testing.M) {
@@ -72,17 +80,10 @@ var (
 	events = llmtest.Anthropic("msg_1", tokens)
 	lf     = llmtest.Format(events, "\n", false)
 	// cut is the stream stopped inside the fifth event, the second token.
-	cut = llmtest.Format(events[:4], "\n", false) + "event: content_block_delta\ndata: {\"type\":\"content_bl"
-	big = llmtest.Format(llmtest.Anthropic("msg_1", []string{"Hel", strings.Repeat("x", 40_000_000), "!"}), "\n", false)
-	// errAPI stands for an *anthropic.Error.
-	errAPI = errors.New("API error")
-	ghost  = `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ghost"}}`
+	cut   = llmtest.Format(events[:4], "\n", false) + "event: content_block_delta\ndata: {\"type\":\"content_bl"
+	big   = llmtest.Format(llmtest.Anthropic("msg_1", []string{"Hel", strings.Repeat("x", 40_000_000), "!"}), "\n", false)
+	ghost = `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ghost"}}`
 )
-
-type result struct {
-	tokens []string
-	err    error // nil, a sentinel for errors.Is, or errAPI
-}
 
 // with returns events with e inserted before the first token.
 func with(e ...llmtest.Event) []llmtest.Event {
@@ -93,70 +94,40 @@ func with(e ...llmtest.Event) []llmtest.Event {
 // SDK's own decoder and with ours. The module's README has this table.
 func TestDecoders(t *testing.T) {
 	first := full[:3]
-	for _, tc := range []struct {
-		name  string
-		resp  llmtest.Response
-		limit int     // ours; 0 means sse.DefaultMaxEventSize
-		sdk   *result // nil: not run with the SDK's decoder
-		ours  result
-	}{
-		{name: "LF", resp: llmtest.Response{Body: lf},
-			sdk: &result{full, nil}, ours: result{full, nil}},
-		{name: "CRLF", resp: llmtest.Response{Body: llmtest.Format(events, "\r\n", false)},
-			sdk: &result{full, nil}, ours: result{full, nil}},
-		{name: "CR", resp: llmtest.Response{Body: llmtest.Format(events, "\r", false)},
-			sdk: &result{nil, nil}, ours: result{full, nil}},
-		{name: "comments", resp: llmtest.Response{Body: llmtest.Format(events, "\n", true)},
-			sdk: &result{full, nil}, ours: result{full, nil}},
-		{name: "ping without data", resp: llmtest.Response{Body: llmtest.Format(events[:3], "\n", false) + "event: ping\n\n" + llmtest.Format(events[3:], "\n", false)},
-			sdk: &result{full, nil}, ours: result{full, nil}},
-		{name: "event without a name", resp: llmtest.Response{Body: llmtest.Format(with(llmtest.Event{Data: ghost}), "\n", false)},
-			sdk: &result{full, nil}, ours: result{full, nil}},
-		{name: "event named message", resp: llmtest.Response{Body: llmtest.Format(with(llmtest.Event{Type: "message", Data: ghost}), "\n", false)},
-			sdk: &result{slices.Concat(full[:2], []string{"ghost"}, full[2:]), nil}, ours: result{full, nil}},
-		{name: "byte order mark", resp: llmtest.Response{Body: "\uFEFF" + lf},
-			sdk: &result{full[1:], nil}, ours: result{full, nil}},
-		{name: "40 MB event", resp: llmtest.Response{Body: big}, limit: 64 << 20,
-			sdk: &result{first, bufio.ErrTooLong},
-			ours: result{[]string{"<message_start>", "<content_block_start>", "Hel", "<40000000 bytes>", "!",
-				"<content_block_stop>", "<message_delta>", "<message_stop>"}, nil}},
-		{name: "40 MB event, default limit", resp: llmtest.Response{Body: big},
-			ours: result{first, sse.ErrEventTooLarge}},
-		{name: "connection dropped in an event", resp: llmtest.Response{Body: cut, Drop: true},
-			sdk: &result{first, io.ErrUnexpectedEOF}, ours: result{first, io.ErrUnexpectedEOF}},
-		{name: "response ended in an event", resp: llmtest.Response{Body: cut},
-			sdk: &result{first, nil}, ours: result{first, ssellm.ErrCut}},
-		{name: "response ended before message_stop", resp: llmtest.Response{Body: llmtest.Format(events[:4], "\n", false)},
-			sdk: &result{first, nil}, ours: result{first, nil}},
-		{name: "error event", resp: llmtest.Response{Body: llmtest.Format(append(events[:4:4], llmtest.Event{Type: "error",
+	gives, is, none := llmtest.Gives, llmtest.Is, llmtest.Want{}
+	llmtest.Compare(t, []llmtest.Case{
+		{Name: "LF", Response: llmtest.Response{Body: lf},
+			SDK: gives(full, none), Ours: gives(full, none)},
+		{Name: "CRLF", Response: llmtest.Response{Body: llmtest.Format(events, "\r\n", false)},
+			SDK: gives(full, none), Ours: gives(full, none)},
+		{Name: "CR", Response: llmtest.Response{Body: llmtest.Format(events, "\r", false)},
+			SDK: gives(nil, none), Ours: gives(full, none)},
+		{Name: "comments", Response: llmtest.Response{Body: llmtest.Format(events, "\n", true)},
+			SDK: gives(full, none), Ours: gives(full, none)},
+		{Name: "ping without data", Response: llmtest.Response{Body: llmtest.Format(events[:3], "\n", false) + "event: ping\n\n" + llmtest.Format(events[3:], "\n", false)},
+			SDK: gives(full, none), Ours: gives(full, none)},
+		{Name: "event without a name", Response: llmtest.Response{Body: llmtest.Format(with(llmtest.Event{Data: ghost}), "\n", false)},
+			SDK: gives(full, none), Ours: gives(full, none)},
+		{Name: "event named message", Response: llmtest.Response{Body: llmtest.Format(with(llmtest.Event{Type: "message", Data: ghost}), "\n", false)},
+			SDK: gives(slices.Concat(full[:2], []string{"ghost"}, full[2:]), none), Ours: gives(full, none)},
+		{Name: "byte order mark", Response: llmtest.Response{Body: "\uFEFF" + lf},
+			SDK: gives(full[1:], none), Ours: gives(full, none)},
+		{Name: "40 MB event", Response: llmtest.Response{Body: big}, Limit: 64 << 20,
+			SDK: gives(first, is(bufio.ErrTooLong)),
+			Ours: gives([]string{"<message_start>", "<content_block_start>", "Hel", "<40000000 bytes>", "!",
+				"<content_block_stop>", "<message_delta>", "<message_stop>"}, none)},
+		{Name: "40 MB event, default limit", Response: llmtest.Response{Body: big},
+			Ours: gives(first, is(sse.ErrEventTooLarge))},
+		{Name: "connection dropped in an event", Response: llmtest.Response{Body: cut, Drop: true},
+			SDK: gives(first, is(io.ErrUnexpectedEOF)), Ours: gives(first, is(io.ErrUnexpectedEOF))},
+		{Name: "response ended in an event", Response: llmtest.Response{Body: cut},
+			SDK: gives(first, none), Ours: gives(first, is(ssellm.ErrCut))},
+		{Name: "response ended before message_stop", Response: llmtest.Response{Body: llmtest.Format(events[:4], "\n", false)},
+			SDK: gives(first, none), Ours: gives(first, none)},
+		{Name: "error event", Response: llmtest.Response{Body: llmtest.Format(append(events[:4:4], llmtest.Event{Type: "error",
 			Data: `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`}), "\n", false)},
-			sdk: &result{first, errAPI}, ours: result{first, errAPI}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			url := llmtest.Serve(t, tc.resp)
-			if tc.sdk != nil {
-				decoderFor = sdkDecoder
-				got, err := messages(t, url)
-				check(t, "SDK decoder", got, err, *tc.sdk)
-			}
-			decoderFor = func(body io.ReadCloser) ssestream.Decoder { return sseanthropic.NewDecoder(body, tc.limit) }
-			got, err := messages(t, url)
-			check(t, "sse.Decoder", got, err, tc.ours)
-		})
-	}
-}
-
-func check(t *testing.T, who string, got []string, err error, want result) {
-	t.Helper()
-	if !slices.Equal(got, want.tokens) {
-		t.Errorf("%s: got %q, want %q", who, got, want.tokens)
-	}
-	var ae *anthropic.Error
-	switch {
-	case want.err == nil && err != nil, want.err == errAPI && !errors.As(err, &ae),
-		want.err != nil && want.err != errAPI && !errors.Is(err, want.err):
-		t.Errorf("%s: error %v, want %v", who, err, want.err)
-	}
+			SDK: gives(first, llmtest.As[*anthropic.Error]()), Ours: gives(first, llmtest.As[*anthropic.Error]())},
+	}, use, messages)
 }
 
 // TestRegister checks that Register installs the decoder for the listed

@@ -3,7 +3,6 @@ package sseopenai_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,6 +31,15 @@ func trampoline(body io.ReadCloser) ssestream.Decoder { return decoderFor(body) 
 // it for a content type that nothing is registered for.
 func sdkDecoder(body io.ReadCloser) ssestream.Decoder {
 	return ssestream.NewDecoder(&http.Response{Header: http.Header{"Content-Type": {"application/x-unregistered"}}, Body: body})
+}
+
+// use makes the registry give the SDK's decoder, or ours with limit.
+func use(sdk bool, limit int) {
+	if sdk {
+		decoderFor = sdkDecoder
+		return
+	}
+	decoderFor = func(body io.ReadCloser) ssestream.Decoder { return sseopenai.NewDecoder(body, limit) }
 }
 
 func TestMain(m *testing.M) {
@@ -78,14 +86,7 @@ var (
 	// cut is the stream stopped inside the fourth event.
 	cut = llmtest.Format(events[:3], "\n", false) + `data: {"id":"chatcmpl-1","object":"chat.comp`
 	big = llmtest.Format(llmtest.OpenAI("chatcmpl-1", []string{"Hel", strings.Repeat("x", 40_000_000), "!"}), "\n", false)
-	// errStream stands for an *ssestream.StreamError.
-	errStream = errors.New("stream error")
 )
-
-type result struct {
-	tokens []string
-	err    error // nil, a sentinel for errors.Is, or errStream
-}
 
 // TestDecoders runs the SDK's streaming call over the same wire with the
 // SDK's own decoder and with ours. The module's README has this table.
@@ -98,66 +99,36 @@ func TestDecoders(t *testing.T) {
 	for i := range multiline {
 		multiline[i].Data = strings.Replace(multiline[i].Data, `,"choices"`, ",\n\"choices\"", 1)
 	}
-	for _, tc := range []struct {
-		name  string
-		resp  llmtest.Response
-		limit int     // ours; 0 means sse.DefaultMaxEventSize
-		sdk   *result // nil: not run with the SDK's decoder
-		ours  result
-	}{
-		{name: "LF", resp: llmtest.Response{Body: lf},
-			sdk: &result{full, nil}, ours: result{full, nil}},
-		{name: "CRLF", resp: llmtest.Response{Body: llmtest.Format(events, "\r\n", false)},
-			sdk: &result{full, nil}, ours: result{full, nil}},
-		{name: "CR", resp: llmtest.Response{Body: llmtest.Format(events, "\r", false)},
-			sdk: &result{nil, nil}, ours: result{full, nil}},
-		{name: "comments and event names", resp: llmtest.Response{Body: llmtest.Format(named, "\n", true)},
-			sdk: &result{full, nil}, ours: result{full, nil}},
-		{name: "data in several lines", resp: llmtest.Response{Body: llmtest.Format(multiline, "\n", false)},
-			sdk: &result{full, nil}, ours: result{full, nil}},
-		{name: "byte order mark", resp: llmtest.Response{Body: "\uFEFF" + lf},
-			sdk: &result{full[1:], nil}, ours: result{full, nil}},
-		{name: "40 MB event", resp: llmtest.Response{Body: big}, limit: 64 << 20,
-			sdk:  &result{[]string{"[assistant]", "Hel"}, bufio.ErrTooLong},
-			ours: result{[]string{"[assistant]", "Hel", "<40000000 bytes>", "!", "<stop>"}, nil}},
-		{name: "40 MB event, default limit", resp: llmtest.Response{Body: big},
-			ours: result{[]string{"[assistant]", "Hel"}, sse.ErrEventTooLarge}},
-		{name: "connection dropped in an event", resp: llmtest.Response{Body: cut, Drop: true},
-			sdk: &result{full[:3], io.ErrUnexpectedEOF}, ours: result{full[:3], io.ErrUnexpectedEOF}},
-		{name: "response ended in an event", resp: llmtest.Response{Body: cut},
-			sdk: &result{full[:3], nil}, ours: result{full[:3], ssellm.ErrCut}},
-		{name: "response ended before a blank line", resp: llmtest.Response{Body: strings.TrimSuffix(llmtest.Format(events[:4], "\n", false), "\n")},
-			sdk: &result{full[:3], nil}, ours: result{full[:3], ssellm.ErrCut}},
-		{name: "response ended before [DONE]", resp: llmtest.Response{Body: llmtest.Format(events[:4], "\n", false)},
-			sdk: &result{full[:4], nil}, ours: result{full[:4], nil}},
-		{name: "error event", resp: llmtest.Response{Body: llmtest.Format(append(events[:3:3], llmtest.Event{Data: `{"error":{"message":"overloaded","type":"server_error"}}`}), "\n", false)},
-			sdk: &result{full[:3], errStream}, ours: result{full[:3], errStream}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			url := llmtest.Serve(t, tc.resp)
-			if tc.sdk != nil {
-				decoderFor = sdkDecoder
-				got, err := chat(t, url)
-				check(t, "SDK decoder", got, err, *tc.sdk)
-			}
-			decoderFor = func(body io.ReadCloser) ssestream.Decoder { return sseopenai.NewDecoder(body, tc.limit) }
-			got, err := chat(t, url)
-			check(t, "sse.Decoder", got, err, tc.ours)
-		})
-	}
-}
-
-func check(t *testing.T, who string, got []string, err error, want result) {
-	t.Helper()
-	if !slices.Equal(got, want.tokens) {
-		t.Errorf("%s: got %q, want %q", who, got, want.tokens)
-	}
-	var se *ssestream.StreamError
-	switch {
-	case want.err == nil && err != nil, want.err == errStream && !errors.As(err, &se),
-		want.err != nil && want.err != errStream && !errors.Is(err, want.err):
-		t.Errorf("%s: error %v, want %v", who, err, want.err)
-	}
+	gives, is, none := llmtest.Gives, llmtest.Is, llmtest.Want{}
+	llmtest.Compare(t, []llmtest.Case{
+		{Name: "LF", Response: llmtest.Response{Body: lf},
+			SDK: gives(full, none), Ours: gives(full, none)},
+		{Name: "CRLF", Response: llmtest.Response{Body: llmtest.Format(events, "\r\n", false)},
+			SDK: gives(full, none), Ours: gives(full, none)},
+		{Name: "CR", Response: llmtest.Response{Body: llmtest.Format(events, "\r", false)},
+			SDK: gives(nil, none), Ours: gives(full, none)},
+		{Name: "comments and event names", Response: llmtest.Response{Body: llmtest.Format(named, "\n", true)},
+			SDK: gives(full, none), Ours: gives(full, none)},
+		{Name: "data in several lines", Response: llmtest.Response{Body: llmtest.Format(multiline, "\n", false)},
+			SDK: gives(full, none), Ours: gives(full, none)},
+		{Name: "byte order mark", Response: llmtest.Response{Body: "\uFEFF" + lf},
+			SDK: gives(full[1:], none), Ours: gives(full, none)},
+		{Name: "40 MB event", Response: llmtest.Response{Body: big}, Limit: 64 << 20,
+			SDK:  gives([]string{"[assistant]", "Hel"}, is(bufio.ErrTooLong)),
+			Ours: gives([]string{"[assistant]", "Hel", "<40000000 bytes>", "!", "<stop>"}, none)},
+		{Name: "40 MB event, default limit", Response: llmtest.Response{Body: big},
+			Ours: gives([]string{"[assistant]", "Hel"}, is(sse.ErrEventTooLarge))},
+		{Name: "connection dropped in an event", Response: llmtest.Response{Body: cut, Drop: true},
+			SDK: gives(full[:3], is(io.ErrUnexpectedEOF)), Ours: gives(full[:3], is(io.ErrUnexpectedEOF))},
+		{Name: "response ended in an event", Response: llmtest.Response{Body: cut},
+			SDK: gives(full[:3], none), Ours: gives(full[:3], is(ssellm.ErrCut))},
+		{Name: "response ended before a blank line", Response: llmtest.Response{Body: strings.TrimSuffix(llmtest.Format(events[:4], "\n", false), "\n")},
+			SDK: gives(full[:3], none), Ours: gives(full[:3], is(ssellm.ErrCut))},
+		{Name: "response ended before [DONE]", Response: llmtest.Response{Body: llmtest.Format(events[:4], "\n", false)},
+			SDK: gives(full[:4], none), Ours: gives(full[:4], none)},
+		{Name: "error event", Response: llmtest.Response{Body: llmtest.Format(append(events[:3:3], llmtest.Event{Data: `{"error":{"message":"overloaded","type":"server_error"}}`}), "\n", false)},
+			SDK: gives(full[:3], llmtest.As[*ssestream.StreamError]()), Ours: gives(full[:3], llmtest.As[*ssestream.StreamError]())},
+	}, use, chat)
 }
 
 // TestRegister checks that Register installs the decoder for every
