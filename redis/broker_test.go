@@ -182,7 +182,7 @@ func TestReplay(t *testing.T) {
 		var got []string
 		for _, e := range entries {
 			got = append(got, e.Topic+":"+e.Type+":"+string(e.Data))
-			if e.ID != ids[string(e.Data)] || e.Retry != 0 || e.Comment != "" {
+			if e.ID != ids[string(e.Data)] || e.Retry != time.Second || e.Comment != "c" { // stored whole
 				t.Errorf("entry %+v", e)
 			}
 		}
