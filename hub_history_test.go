@@ -126,3 +126,31 @@ func TestHubResetData(t *testing.T) {
 		}
 	}
 }
+
+// TestHubLiveAfterPublisherIDAgedOut: once the newest event of a topic,
+// whose id the publisher set, has aged out, a client that resumes from the
+// position of several topics still gets that topic's live events.
+func TestHubLiveAfterPublisherIDAgedOut(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{Broker: &sse.MemoryBroker{HistoryAge: time.Millisecond}}
+	ts := hubServer(t, h)
+	d := subscribed(t, h, ts, "topic=t", nil) // keeps t's feed, which delivers "own"
+	if _, err := h.Publish(context.Background(), "t", sse.Message{ID: "own", Data: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(t, d); got.id != "own" {
+		t.Fatalf("got %q", got)
+	}
+	time.Sleep(20 * time.Millisecond) // "own" ages out
+	seen := readThrough(t, hubLines(t, h, ts, "topic=t&topic=u", nil), "\n\n")
+	pos := sse.NewDecoder(strings.NewReader(seen))
+	if _, err := pos.Decode(); err != io.EOF || pos.LastEventID() == "" {
+		t.Fatalf("stream %q: %v, want a position", seen, err)
+	}
+	resumed := subscribed(t, h, ts, "topic=t&topic=u", http.Header{"Last-Event-Id": {pos.LastEventID()}})
+	publish(t, h, "t", "2")
+	publish(t, h, "u", "3") // what comes next when "2" was skipped
+	if got := next(t, resumed); got.data != "2" {
+		t.Fatalf("resumed from %q: got %q, want the live event", pos.LastEventID(), got)
+	}
+}

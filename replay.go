@@ -175,6 +175,7 @@ type memTopic struct {
 	events  []memEvent        // oldest first
 	named   map[string]uint64 // publisher-set ids of the events kept
 	dropped uint64            // sequence of the newest event no longer kept
+	lastID  string            // its id when the publisher set it, still in named
 	feeds   map[int]func(Entry)
 	idle    time.Time // since when it has had neither events nor feeds
 	at      time.Time // when the timer must look at it again; zero: never
@@ -291,12 +292,21 @@ func (b *MemoryBroker) prune(t *memTopic, now time.Time) {
 	if n == 0 {
 		return
 	}
+	if t.lastID != "" && t.named[t.lastID] == t.dropped {
+		delete(t.named, t.lastID)
+	}
 	for _, e := range t.events[:n] {
 		if e.user && t.named[e.ID] == e.seq {
 			delete(t.named, e.ID)
 		}
 	}
-	t.dropped = t.events[n-1].seq
+	// The newest event dropped stays known by its id: it is where the
+	// topic's feeds stand until the next event, and so its head.
+	last := t.events[n-1]
+	t.dropped, t.lastID = last.seq, ""
+	if _, taken := t.named[last.ID]; last.user && !taken {
+		t.named[last.ID], t.lastID = last.seq, last.ID
+	}
 	if n == len(t.events) {
 		t.events = nil // an idle topic keeps no array
 		return
@@ -415,12 +425,15 @@ func (b *MemoryBroker) Subscribe(ctx context.Context, topic string, deliver func
 	return b.head(t), nil
 }
 
-// head is the position of t: its newest event, or for a topic without
-// events an id that stays the same until the next one, which Replay takes
-// as "before everything to come".
+// head is the position of t: the id of its newest event, kept or not (the
+// id a feed last delivered), or an id that stays the same until the next
+// event, which Replay takes as "before everything to come".
 func (b *MemoryBroker) head(t *memTopic) string {
 	if n := len(t.events); n > 0 {
 		return t.events[n-1].ID
+	}
+	if t.lastID != "" {
+		return t.lastID
 	}
 	return b.position(t.dropped)
 }
