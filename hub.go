@@ -516,8 +516,9 @@ func (h *Hub) catchUp(s *subscriber) error {
 	}
 
 	entries, heads, err := h.broker.Replay(s.conn.callContext(), s.topics, after)
+	var reset *PreparedMessage
 	if errors.Is(err, ErrHistoryGap) {
-		return h.reset(s, after, err)
+		reset, err = h.reset(s, after, err)
 	}
 	if err != nil {
 		return err
@@ -527,6 +528,10 @@ func (h *Hub) catchUp(s *subscriber) error {
 	defer h.mu.Unlock()
 	if s.gone {
 		return h.writeErr(s, nil)
+	}
+	if reset != nil {
+		s.backlog = append(s.backlog, reset)
+		return nil
 	}
 	for _, e := range entries {
 		pm, err := NewPreparedMessage(e.Message)
@@ -590,12 +595,12 @@ type ResetData struct {
 	Resume      string    `json:"resume"`      // the reset event's id
 }
 
-// reset makes s's backlog the reset event for gap, the error of a Replay
-// after the id after.
-func (h *Hub) reset(s *subscriber, after string, gap error) error {
+// reset makes the reset event of s for gap, the error of a Replay after
+// the id after.
+func (h *Hub) reset(s *subscriber, after string, gap error) (*PreparedMessage, error) {
 	resume, err := h.position(s)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d := ResetData{Reason: GapUnknown, LastEventID: after, Resume: resume}
 	var g *HistoryGapError
@@ -604,19 +609,9 @@ func (h *Hub) reset(s *subscriber, after string, gap error) error {
 	}
 	data, err := json.Marshal(d)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	pm, err := NewPreparedMessage(Message{ID: resume, Type: cmp.Or(h.ResetType, DefaultResetType), Data: data})
-	if err != nil {
-		return err
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if s.gone {
-		return h.writeErr(s, nil)
-	}
-	s.backlog = append(s.backlog, pm)
-	return nil
+	return NewPreparedMessage(Message{ID: resume, Type: cmp.Or(h.ResetType, DefaultResetType), Data: data})
 }
 
 // write is the subscriber's writer: the backlog, then whatever is queued,

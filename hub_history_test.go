@@ -14,16 +14,10 @@ import (
 	"github.com/b2ce5911/sse"
 )
 
-// hubLines opens a stream, waits until the hub counts it, and returns its
-// body to read line by line.
+// hubLines is subscribed for a test that reads the stream line by line.
 func hubLines(t *testing.T, h *sse.Hub, ts *httptest.Server, query string, header http.Header) *bufio.Reader {
 	t.Helper()
-	before := h.Stats().Subscriptions
-	resp, _ := open(t, ts.Client(), ts.URL+"?"+query, header)
-	for h.Stats().Subscriptions == before {
-		time.Sleep(time.Millisecond) // registration happens on the server's goroutine
-	}
-	return bufio.NewReader(resp.Body)
+	return bufio.NewReader(subscribedBody(t, h, ts, query, header))
 }
 
 // readThrough reads br until what it read ends with end.
