@@ -102,7 +102,8 @@ type Broker interface {
 	// with id after, oldest first, and heads[i], the position of topics[i]
 	// as read (the id of its newest event, or what Subscribe returns for a
 	// topic without events). When some events are gone it returns a
-	// [*HistoryGapError].
+	// [*HistoryGapError], which tells the Hub the reason for the reset
+	// event (an error that only wraps ErrHistoryGap gives GapUnknown).
 	//
 	// The Hub skips the live events of a topic up to its head when the
 	// head differs from where the topic's feed stands: that is how a feed
