@@ -51,7 +51,8 @@
 // event of its topics in order or is cut off, never a silent hole. When the
 // history no longer reaches back to a client's Last-Event-ID (too old, or
 // from before a restart: ids carry an epoch), it receives a reset event
-// instead, and the application reloads its state. Storage is a [Broker]:
+// instead, whose JSON data ([ResetData]) says why and from which id it
+// resumes, and the application reloads its state. Storage is a [Broker]:
 // [MemoryBroker] by default, and others, such as Redis Streams, for many
 // nodes.
 //

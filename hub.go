@@ -3,6 +3,7 @@ package sse
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -42,12 +43,35 @@ const maxBatch = 128
 // every event of its topics in order, or is cut off and catches up by
 // replay when it reconnects; never a silent hole.
 //
+// Published events reach subscribers with every field of their [Message],
+// Retry and Comment included, live and in replay alike.
+//
 // A subscriber that arrives with a Last-Event-ID (header or lastEventId
 // query parameter) first receives the events it missed, then live events,
 // with no gap and no duplicate between the two. When the Broker no longer
-// has them all, it receives one event of type ResetType instead, whose data
-// says why: the application should reload its state. That event carries the
-// newest id, so the client resumes from there on its next reconnection.
+// has them all, it receives one event of type ResetType instead: the
+// application should reload its state. That event carries the newest id of
+// the subscriber's topics, so the client resumes from there on its next
+// reconnection, and its data is a JSON object, [ResetData]:
+//
+//	{"reason":"expired","lastEventId":"3f2a9c1e-41","resume":"3f2a9c1e-97"}
+//
+// reason is a [GapReason]: "expired" (the events after lastEventId are no
+// longer kept) or "unknown" (the id is not one the Broker knows: from before
+// a restart, malformed, or another server's); lastEventId is the id the
+// client sent, and resume the id it resumes from, which is also the event's
+// id. Members may be added; those never change.
+//
+// A subscriber without a Last-Event-ID is first told its position: a block
+// with an id and no data ("id: 3f2a9c1e-97", then a blank line), which by
+// the standard sets the client's last event ID without dispatching an
+// event, so that it can resume from there even before its first event.
+// EventSource and this package's [Client] and [Decoder] do so. Some other
+// clients, among them the Go libraries go-sse and r3labs/sse, dispatch it as
+// a "message" event with empty data: such clients should ignore an event
+// without data that only carries an id (or keep its id as their position),
+// and an application whose clients cannot should publish no empty events
+// of its own, so that an empty event is always a position.
 //
 // The zero value is ready to use, with a [MemoryBroker]. Set the fields
 // before first use. All methods are safe for concurrent use.
@@ -81,8 +105,7 @@ type Hub struct {
 	mu     sync.Mutex // guards the fields below
 	topics map[string]*hubTopic
 	subs   map[*subscriber]struct{}
-	live   int    // subscribers caught up
-	last   string // id of the newest event delivered, for reset events
+	live   int // subscribers caught up
 	closed bool
 
 	subscribed, published, delivered, evicted atomic.Int64
@@ -106,7 +129,6 @@ type subscriber struct {
 	topics  []string
 	feeds   []*hubTopic        // feeds[i] serves topics[i]
 	base    []position         // base[i]: topics[i]'s position before the first event queued for it
-	last    string             // Hub.last when it registered
 	backlog []*PreparedMessage // position, reset or replay: written before the queue
 	skip    map[string]string  // topic → id: live events up to it came by replay
 	gone    bool               // removed from the Hub
@@ -257,14 +279,13 @@ func (h *Hub) Publish(ctx context.Context, topic string, m Message) (string, err
 // deliver is the feed of topic t: it encodes e once and queues it for
 // every subscriber.
 func (h *Hub) deliver(t *hubTopic, e Entry) {
-	pm, err := NewPreparedMessage(Message{ID: e.ID, Type: e.Type, Data: e.Data})
+	pm, err := NewPreparedMessage(e.Message)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.topics[t.name] != t {
 		return // the topic's last subscriber left
 	}
 	t.cursor, t.fed = e.ID, true
-	h.last = e.ID
 	if pm != nil {
 		pm.id, pm.topic = e.ID, t.name
 	}
@@ -432,7 +453,6 @@ func (h *Hub) register(s *subscriber) ([]*hubTopic, error) {
 			s.base[i] = position{t.cursor, true}
 		} // else the feed's start, once known
 	}
-	s.last = h.last
 	h.subs[s] = struct{}{}
 	h.active.Add(1)
 	return starting, nil
@@ -483,30 +503,34 @@ func (h *Hub) catchUp(s *subscriber) error {
 			s.base[i] = position{t.start, true}
 		}
 	}
+	h.mu.Unlock()
+	// From here on, s.base is fixed.
 	if after == "" {
-		if id := s.resetID(); id != "" {
+		id, err := h.position(s)
+		if err != nil {
+			return err
+		}
+		if id != "" {
 			s.backlog = append(s.backlog, &PreparedMessage{data: appendPosition(nil, id)})
 		}
-		h.mu.Unlock()
 		return nil
 	}
-	h.mu.Unlock()
 
 	entries, heads, err := h.broker.Replay(s.conn.callContext(), s.topics, after)
+	var reset *PreparedMessage
+	if errors.Is(err, ErrHistoryGap) {
+		reset, err = h.reset(s, after, err)
+	}
+	if err != nil {
+		return err
+	}
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.gone {
 		return h.writeErr(s, nil)
 	}
-	if err != nil && !errors.Is(err, ErrHistoryGap) {
-		return err
-	}
-	if err != nil {
-		reset, rerr := NewPreparedMessage(Message{ID: s.resetID(), Type: cmp.Or(h.ResetType, DefaultResetType), Data: []byte(err.Error())})
-		if rerr != nil {
-			return rerr
-		}
+	if reset != nil {
 		s.backlog = append(s.backlog, reset)
 		return nil
 	}
@@ -551,20 +575,44 @@ func (h *Hub) catchUp(s *subscriber) error {
 	return nil
 }
 
-// resetID is where s's live events start: the id a reset event carries,
-// and the position a new subscriber is told. With one topic that is exact;
-// with several, whose order only the Broker knows, the newest event the
-// Hub had delivered stands in, and at worst the client is told to reset
-// once more. The caller holds Hub.mu.
-func (s *subscriber) resetID() string {
-	if len(s.topics) == 1 || s.last == "" {
-		for _, b := range s.base {
-			if b.id != "" {
-				return b.id
-			}
-		}
+// position is where s's live events start: the position a new subscriber
+// is told, and the id a reset event carries. With several topics, whose
+// order only the Broker knows, it asks the Broker for the newest.
+func (h *Hub) position(s *subscriber) (string, error) {
+	if len(s.base) == 1 {
+		return s.base[0].id, nil
 	}
-	return s.last
+	ids := make([]string, len(s.base))
+	for i, b := range s.base {
+		ids[i] = b.id
+	}
+	return h.broker.Newest(s.conn.callContext(), s.topics, ids)
+}
+
+// ResetData is the data of the reset event, JSON-encoded (see [Hub]).
+type ResetData struct {
+	Reason      GapReason `json:"reason"`
+	LastEventID string    `json:"lastEventId"` // the client's
+	Resume      string    `json:"resume"`      // the reset event's id
+}
+
+// reset makes the reset event of s for gap, the error of a Replay after
+// the id after.
+func (h *Hub) reset(s *subscriber, after string, gap error) (*PreparedMessage, error) {
+	resume, err := h.position(s)
+	if err != nil {
+		return nil, err
+	}
+	d := ResetData{Reason: GapUnknown, LastEventID: after, Resume: resume}
+	var g *HistoryGapError
+	if errors.As(gap, &g) && g.Reason != "" {
+		d.Reason = g.Reason
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	return NewPreparedMessage(Message{ID: resume, Type: cmp.Or(h.ResetType, DefaultResetType), Data: data})
 }
 
 // write is the subscriber's writer: the backlog, then whatever is queued,
