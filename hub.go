@@ -67,6 +67,13 @@ type Hub struct {
 	// ResetType is the type of the event that tells a subscriber its
 	// history is gone; "" means DefaultResetType.
 	ResetType string
+	// Recent is how many of each topic's newest events a subscriber
+	// without a Last-Event-ID receives first, before the live ones and
+	// with no gap and no duplicate between the two: a page opened or
+	// reloaded shows the latest history, once. 0 means none, the stream
+	// starts with the current position. It needs a Broker that implements
+	// [RecentBroker], as MemoryBroker does; with another there are none.
+	Recent int
 	// Logger receives evictions and shutdowns; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -482,16 +489,14 @@ func (h *Hub) catchUp(s *subscriber) error {
 			s.base[i] = position{t.start, true}
 		}
 	}
-	if after == "" {
-		if id := s.resetID(); id != "" {
-			s.backlog = append(s.backlog, &PreparedMessage{data: appendPosition(nil, id)})
-		}
+	if _, recent := h.recentBroker(); after == "" && recent == 0 {
+		s.position()
 		h.mu.Unlock()
 		return nil
 	}
 	h.mu.Unlock()
 
-	entries, heads, err := h.broker.Replay(s.conn.callContext(), s.topics, after)
+	entries, heads, err := h.history(s.conn.callContext(), s.topics, after)
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -515,6 +520,9 @@ func (h *Hub) catchUp(s *subscriber) error {
 			continue // it was valid when published; an odd Broker's fault, not the client's
 		}
 		s.backlog = append(s.backlog, pm)
+	}
+	if len(s.backlog) == 0 && after == "" {
+		s.position() // no recent events to carry it
 	}
 	// Live events queued during the replay; no feed adds any while the
 	// lock is held.
@@ -548,6 +556,14 @@ func (h *Hub) catchUp(s *subscriber) error {
 	}
 	s.q = pending
 	return nil
+}
+
+// position tells s where its live events start, with an id and no event.
+// The caller holds Hub.mu.
+func (s *subscriber) position() {
+	if id := s.resetID(); id != "" {
+		s.backlog = append(s.backlog, &PreparedMessage{data: appendPosition(nil, id)})
+	}
 }
 
 // resetID is where s's live events start: the id a reset event carries,
