@@ -303,7 +303,7 @@ func TestPage(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("%s %s", resp.Status, resp.Header.Get("Content-Type"))
 	}
-	for _, want := range []string{`new EventSource("/events?room="`, `id="state"`, `id="notice"`, "textContent"} {
+	for _, want := range []string{`new EventSource("/events?"`, `id="state"`, `id="notice"`, "textContent"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("page lacks %q", want)
 		}
