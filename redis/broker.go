@@ -72,6 +72,7 @@ const emptyPosition = "0-0"
 // and appendfsync always for that guarantee. Replay is XRANGE after the
 // given id, and answers [sse.ErrHistoryGap] for an id that is malformed,
 // unknown to the topics, or older than entries Redis no longer keeps.
+// Recent, for [sse.Hub.Recent], is XREVRANGE with a count.
 //
 // Each feed holds one of Client's pooled connections while it blocks, so
 // the pool must be larger than the number of topics a node serves at
