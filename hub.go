@@ -348,9 +348,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ([ErrEvicted]), the Hub closes ([ErrHubClosed]), or a write fails. It
 // runs on the caller's goroutine, typically the handler that upgraded c
 // after authenticating the request, and closes c before it returns. Events
-// after c.LastEventID() are replayed first; a subscriber without one is
-// told the current position (an id without an event), so that it can
-// resume from there even before its first event.
+// after c.LastEventID() are replayed first; a subscriber without one gets
+// the Recent events, or is told the current position (an id without an
+// event), so that it can resume from there even before its first event.
 func (h *Hub) Serve(c *Conn, topics ...string) error {
 	return h.serve(c, topics)
 }

@@ -65,10 +65,16 @@ func (b *MemoryBroker) Recent(ctx context.Context, topics []string, n int) ([]En
 		events = append(events, t.events[max(len(t.events)-max(n, 0), 0):]...)
 		heads[i] = b.head(t)
 	}
+	return inOrder(events), heads, nil
+}
+
+// inOrder returns the entries of events of several topics in publish
+// order.
+func inOrder(events []memEvent) []Entry {
 	slices.SortFunc(events, func(a, b memEvent) int { return cmp.Compare(a.seq, b.seq) })
 	out := make([]Entry, len(events))
 	for i, e := range events {
 		out[i] = e.Entry
 	}
-	return out, heads, nil
+	return out
 }

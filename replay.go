@@ -262,12 +262,7 @@ func (b *MemoryBroker) Replay(ctx context.Context, topics []string, after string
 		events = append(events, t.events[j:]...)
 		heads[i] = b.head(t)
 	}
-	slices.SortFunc(events, func(a, b memEvent) int { return cmp.Compare(a.seq, b.seq) })
-	out := make([]Entry, len(events))
-	for i, e := range events {
-		out[i] = e.Entry
-	}
-	return out, heads, nil
+	return inOrder(events), heads, nil
 }
 
 // parse reads an id this broker assigned; ids of another epoch, or from

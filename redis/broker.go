@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -378,11 +377,7 @@ func (b *Broker) Replay(ctx context.Context, topics []string, after string) ([]s
 	}
 	known := a == streamID{}
 	heads := make([]string, len(topics))
-	type sorted struct {
-		id streamID
-		sse.Entry
-	}
-	var all []sorted
+	var all []idEntry
 	for i, topic := range topics {
 		key := b.key(topic)
 		pipe := b.Client.TxPipeline()
@@ -406,21 +401,14 @@ func (b *Broker) Replay(ctx context.Context, topics []string, after string) ([]s
 		known = known || len(at.Val()) > 0 || after == st.LastGeneratedID || after == st.MaxDeletedEntryID
 		for _, x := range rest.Val() {
 			id, _ := parseID(x.ID)
-			all = append(all, sorted{id, entry(topic, x)})
+			all = append(all, idEntry{id, entry(topic, x)})
 		}
 		heads[i] = head(st)
 	}
 	if !known {
 		return nil, nil, errors.Join(sse.ErrHistoryGap, fmt.Errorf("sseredis: last event ID %q is unknown to topics %q", after, topics))
 	}
-	if len(topics) > 1 {
-		slices.SortStableFunc(all, func(x, y sorted) int { return x.id.compare(y.id) })
-	}
-	entries := make([]sse.Entry, len(all))
-	for i, s := range all {
-		entries[i] = s.Entry
-	}
-	return entries, heads, nil
+	return merged(all, len(topics) > 1), heads, nil
 }
 
 // lost tells whether the stream st no longer holds some entry after a.

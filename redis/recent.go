@@ -19,11 +19,7 @@ func (b *Broker) Recent(ctx context.Context, topics []string, n int) ([]sse.Entr
 		return nil, nil, ErrNoClient
 	}
 	heads := make([]string, len(topics))
-	type sorted struct {
-		id streamID
-		sse.Entry
-	}
-	var all []sorted
+	var all []idEntry
 	for i, topic := range topics {
 		heads[i] = emptyPosition
 		key := b.key(topic)
@@ -46,15 +42,27 @@ func (b *Broker) Recent(ctx context.Context, topics []string, n int) ([]sse.Entr
 		}
 		for j := len(xs) - 1; j >= 0; j-- { // oldest first
 			id, _ := parseID(xs[j].ID)
-			all = append(all, sorted{id, entry(topic, xs[j])})
+			all = append(all, idEntry{id, entry(topic, xs[j])})
 		}
 	}
-	if len(topics) > 1 {
-		slices.SortStableFunc(all, func(x, y sorted) int { return x.id.compare(y.id) })
+	return merged(all, len(topics) > 1), heads, nil
+}
+
+// idEntry is an entry and its parsed id, to merge topics by.
+type idEntry struct {
+	id streamID
+	sse.Entry
+}
+
+// merged returns the entries of all; of several topics, in id order, which
+// for Redis ids is time order.
+func merged(all []idEntry, several bool) []sse.Entry {
+	if several {
+		slices.SortStableFunc(all, func(x, y idEntry) int { return x.id.compare(y.id) })
 	}
 	entries := make([]sse.Entry, len(all))
-	for i, s := range all {
-		entries[i] = s.Entry
+	for i, e := range all {
+		entries[i] = e.Entry
 	}
-	return entries, heads, nil
+	return entries
 }
