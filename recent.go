@@ -19,7 +19,8 @@ type RecentBroker interface {
 	// as Replay returns them: the events of topics[i] end at heads[i], so
 	// that Recent up to the heads and the feeds after them together hold
 	// every event once. A topic without events returns none and its
-	// position; that is not an error.
+	// position; that is not an error. An error fails the stream that
+	// waits for it, as one of Replay does, and its client reconnects.
 	Recent(ctx context.Context, topics []string, n int) (entries []Entry, heads []string, err error)
 }
 
