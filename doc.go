@@ -52,7 +52,10 @@
 // history no longer reaches back to a client's Last-Event-ID (too old, or
 // from before a restart: ids carry an epoch), it receives a reset event
 // instead, whose JSON data ([ResetData]) says why and from which id it
-// resumes, and the application reloads its state. Storage is a [Broker]:
+// resumes, and the application reloads its state. With [Hub.Recent] set, a
+// client without a Last-Event-ID (a page just opened or reloaded) first gets
+// its topics' newest events, once, then the live ones. [Hub.Subscribers]
+// tells how many streams a topic has, for presence. Storage is a [Broker]:
 // [MemoryBroker] by default, and others, such as Redis Streams, for many
 // nodes.
 //

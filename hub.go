@@ -92,6 +92,13 @@ type Hub struct {
 	// ResetType is the type of the event that tells a subscriber its
 	// history is gone; "" means DefaultResetType.
 	ResetType string
+	// Recent is how many of each topic's newest events a subscriber
+	// without a Last-Event-ID receives first, before the live ones and
+	// with no gap and no duplicate between the two: a page opened or
+	// reloaded shows the latest history, once. 0 means none, the stream
+	// starts with the current position. It needs a Broker that implements
+	// [RecentBroker], as MemoryBroker does; with another there are none.
+	Recent int
 	// Logger receives evictions and shutdowns; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -363,9 +370,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ([ErrEvicted]), the Hub closes ([ErrHubClosed]), or a write fails. It
 // runs on the caller's goroutine, typically the handler that upgraded c
 // after authenticating the request, and closes c before it returns. Events
-// after c.LastEventID() are replayed first; a subscriber without one is
-// told the current position (an id without an event), so that it can
-// resume from there even before its first event.
+// after c.LastEventID() are replayed first; a subscriber without one gets
+// the Recent events, or is told the current position (an id without an
+// event), so that it can resume from there even before its first event.
 func (h *Hub) Serve(c *Conn, topics ...string) error {
 	return h.serve(c, topics)
 }
@@ -505,21 +512,27 @@ func (h *Hub) catchUp(s *subscriber) error {
 	}
 	h.mu.Unlock()
 	// From here on, s.base is fixed.
-	if after == "" {
-		id, err := h.position(s)
-		if err != nil {
-			return err
+	if _, recent := h.recentBroker(); after == "" && recent == 0 {
+		pos, err := h.positionBlock(s, nil)
+		if pos != nil {
+			s.backlog = append(s.backlog, pos)
 		}
-		if id != "" {
-			s.backlog = append(s.backlog, &PreparedMessage{data: appendPosition(nil, id)})
-		}
-		return nil
+		return err
 	}
 
-	entries, heads, err := h.broker.Replay(s.conn.callContext(), s.topics, after)
-	var reset *PreparedMessage
-	if errors.Is(err, ErrHistoryGap) {
+	entries, heads, err := h.history(s.conn.callContext(), s.topics, after)
+	var reset, pos *PreparedMessage
+	switch {
+	case errors.Is(err, ErrHistoryGap):
 		reset, err = h.reset(s, after, err)
+	case err == nil && after == "":
+		// The recent events end at the heads; a position block after them
+		// tells where, when the newest of them does not (a topic without
+		// events, whose position moved on).
+		pos, err = h.positionBlock(s, heads)
+		if pos != nil && len(entries) > 0 && entries[len(entries)-1].ID == pos.id {
+			pos = nil
+		}
 	}
 	if err != nil {
 		return err
@@ -540,6 +553,9 @@ func (h *Hub) catchUp(s *subscriber) error {
 			continue // it was valid when published; an odd Broker's fault, not the client's
 		}
 		s.backlog = append(s.backlog, pm)
+	}
+	if pos != nil {
+		s.backlog = append(s.backlog, pos)
 	}
 	// Live events queued during the replay; no feed adds any while the
 	// lock is held.
@@ -579,14 +595,32 @@ func (h *Hub) catchUp(s *subscriber) error {
 // is told, and the id a reset event carries. With several topics, whose
 // order only the Broker knows, it asks the Broker for the newest.
 func (h *Hub) position(s *subscriber) (string, error) {
-	if len(s.base) == 1 {
-		return s.base[0].id, nil
+	return h.newest(s, nil)
+}
+
+// newest is the newest of heads, positions of s's topics; nil heads means
+// where s's live events start.
+func (h *Hub) newest(s *subscriber, heads []string) (string, error) {
+	if heads == nil {
+		heads = make([]string, len(s.base))
+		for i, b := range s.base {
+			heads[i] = b.id
+		}
 	}
-	ids := make([]string, len(s.base))
-	for i, b := range s.base {
-		ids[i] = b.id
+	if len(heads) == 1 {
+		return heads[0], nil
 	}
-	return h.broker.Newest(s.conn.callContext(), s.topics, ids)
+	return h.broker.Newest(s.conn.callContext(), s.topics, heads)
+}
+
+// positionBlock is an id without an event at the newest of heads (see
+// newest), or nil when there is no id to tell.
+func (h *Hub) positionBlock(s *subscriber, heads []string) (*PreparedMessage, error) {
+	id, err := h.newest(s, heads)
+	if err != nil || id == "" {
+		return nil, err
+	}
+	return &PreparedMessage{data: appendPosition(nil, id), id: id}, nil
 }
 
 // ResetData is the data of the reset event, JSON-encoded (see [Hub]).

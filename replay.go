@@ -477,12 +477,7 @@ func (b *MemoryBroker) Replay(ctx context.Context, topics []string, after string
 		events = append(events, t.events[j:]...)
 		heads[i] = b.head(t)
 	}
-	slices.SortFunc(events, func(a, b memEvent) int { return cmp.Compare(a.seq, b.seq) })
-	out := make([]Entry, len(events))
-	for i, e := range events {
-		out[i] = e.Entry
-	}
-	return out, heads, nil
+	return inOrder(events), heads, nil
 }
 
 // find returns the sequence of id in topics: a publisher-set id of one of

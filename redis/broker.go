@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +71,7 @@ const emptyPosition = "0-0"
 // and appendfsync always for that guarantee. Replay is XRANGE after the
 // given id, and answers [sse.ErrHistoryGap] for an id that is malformed,
 // unknown to the topics, or older than entries Redis no longer keeps.
+// Recent, for [sse.Hub.Recent], is XREVRANGE with a count.
 //
 // Each feed holds one of Client's pooled connections while it blocks, so
 // the pool must be larger than the number of topics a node serves at
@@ -392,11 +392,7 @@ func (b *Broker) Replay(ctx context.Context, topics []string, after string) ([]s
 	}
 	known := a == streamID{}
 	heads := make([]string, len(topics))
-	type sorted struct {
-		id streamID
-		sse.Entry
-	}
-	var all []sorted
+	var all []idEntry
 	for i, topic := range topics {
 		key := b.key(topic)
 		pipe := b.Client.TxPipeline()
@@ -420,21 +416,14 @@ func (b *Broker) Replay(ctx context.Context, topics []string, after string) ([]s
 		known = known || len(at.Val()) > 0 || after == st.LastGeneratedID || after == st.MaxDeletedEntryID
 		for _, x := range rest.Val() {
 			id, _ := parseID(x.ID)
-			all = append(all, sorted{id, entry(topic, x)})
+			all = append(all, idEntry{id, entry(topic, x)})
 		}
 		heads[i] = head(st)
 	}
 	if !known {
 		return nil, nil, &sse.HistoryGapError{Reason: sse.GapUnknown, Err: fmt.Errorf("sseredis: last event ID %q is unknown to topics %q", after, topics)}
 	}
-	if len(topics) > 1 {
-		slices.SortStableFunc(all, func(x, y sorted) int { return x.id.compare(y.id) })
-	}
-	entries := make([]sse.Entry, len(all))
-	for i, s := range all {
-		entries[i] = s.Entry
-	}
-	return entries, heads, nil
+	return merged(all, len(topics) > 1), heads, nil
 }
 
 // Newest implements [sse.Broker]: stream ids order themselves. An id that

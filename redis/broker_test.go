@@ -554,3 +554,48 @@ func TestMaxLen(t *testing.T) {
 		br.Close()
 	}
 }
+
+// TestRecent: the newest events of each topic, merged in id order, with
+// the heads Replay gives; a Hub with Recent set starts a new stream with
+// them, then live events of any node.
+func TestRecent(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, false)
+	b := &sseredis.Broker{Client: srv.Client(t), Logger: quiet}
+	defer b.Close()
+	ctx := context.Background()
+	ids := map[string]string{}
+	for _, p := range []struct{ topic, data string }{{"a", "a1"}, {"a", "a2"}, {"b", "b1"}, {"a", "a3"}} {
+		id, err := b.Publish(ctx, p.topic, sse.Message{Data: []byte(p.data)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[p.data] = id
+	}
+	for _, tt := range []struct {
+		n    int
+		want string
+	}{{2, "a:a2 b:b1 a:a3"}, {10, "a:a1 a:a2 b:b1 a:a3"}, {0, ""}} {
+		entries, heads, err := b.Recent(ctx, []string{"a", "b", "none"}, tt.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range entries {
+			got = append(got, e.Topic+":"+string(e.Data))
+			if e.ID != ids[string(e.Data)] {
+				t.Errorf("entry %+v, want id %s", e, ids[string(e.Data)])
+			}
+		}
+		if strings.Join(got, " ") != tt.want || fmt.Sprint(heads) != fmt.Sprint([]string{ids["a3"], ids["b1"], "0-0"}) {
+			t.Errorf("Recent(%d) = %v %v, want %s and heads a3, b1, 0-0", tt.n, got, heads, tt.want)
+		}
+	}
+
+	one := newNode(t, srv, func(n *node) { n.recent = 2 })
+	other := newNode(t, srv)
+	s := one.subscribe(t, "topic=a", "")
+	s.expect(t, "a2", "a3")
+	other.publish(t, "a", "a4")
+	s.expect(t, "a4")
+}
