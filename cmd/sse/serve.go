@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/b2ce5911/sse"
@@ -50,12 +49,6 @@ func serveFlags(o *serveOptions) *flag.FlagSet {
 	return fs
 }
 
-// historySlack is how many more events the broker keeps than -history:
-// a new subscriber asks for the last -history events a moment after the
-// position was read, and events published meanwhile must not push the
-// oldest of them out.
-const historySlack = 64
-
 // shutdownTimeout bounds how long subscribers may take to receive what is
 // queued for them when the server stops.
 const shutdownTimeout = 5 * time.Second
@@ -76,10 +69,11 @@ func serve(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitFor(err, stderr)
 	}
 
-	broker := &sse.MemoryBroker{History: o.history + historySlack, HistoryAge: -1}
+	broker := &sse.MemoryBroker{History: o.history, HistoryAge: -1}
 	hub := &sse.Hub{
 		Broker:   broker,
 		Upgrader: sse.Upgrader{RetryTime: o.retry},
+		Recent:   o.history, // a new subscriber first gets the recent events
 		Topics: func(r *http.Request) []string {
 			if t := r.URL.Query()["topic"]; len(t) > 0 {
 				return t
@@ -88,17 +82,16 @@ func serve(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		},
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	defer broker.Close()
-	recent, err := newRecent(broker, o.topic, o.history)
-	if err != nil {
-		return exitFor(err, stderr)
+	if o.live {
+		hub.Recent = 0
 	}
+	defer broker.Close()
 
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return exitFor(err, stderr)
 	}
-	srv := &http.Server{Handler: o.handler(hub, recent), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: o.handler(hub), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	fmt.Fprintf(stderr, "sse: serving http://%s/ (events at /events)\n", ln.Addr())
@@ -107,7 +100,7 @@ func serve(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	release := onSignal(func(s signalError) { stopped <- s })
 	defer release()
 	read := make(chan error, 1)
-	go func() { read <- o.publish(stdin, stdout, stderr, hub, recent) }()
+	go func() { read <- o.publish(stdin, stdout, stderr, hub) }()
 
 	code := exitOK
 	for done := false; !done; {
@@ -126,7 +119,7 @@ func serve(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				done = true
 				break
 			}
-			fmt.Fprintf(stderr, "sse: end of input after %d events; serving them until interrupted\n", recent.published())
+			fmt.Fprintf(stderr, "sse: end of input after %d events; serving them until interrupted\n", hub.Stats().Published)
 		}
 	}
 
@@ -165,7 +158,7 @@ func (o *serveOptions) check(operands []string) error {
 // handler serves the page at / and the stream at /events, and at / too for
 // a client that asks for text/event-stream, so that "sse URL" works with
 // the address alone.
-func (o *serveOptions) handler(hub *sse.Hub, recent *recent) http.Handler {
+func (o *serveOptions) handler(hub *sse.Hub) http.Handler {
 	types := []string{sse.DefaultResetType}
 	if o.typ != "" && o.typ != "message" {
 		types = append(types, o.typ)
@@ -176,12 +169,6 @@ func (o *serveOptions) handler(hub *sse.Hub, recent *recent) http.Handler {
 	stream := func(w http.ResponseWriter, r *http.Request) {
 		if o.allowOrigin != "" {
 			w.Header().Set("Access-Control-Allow-Origin", o.allowOrigin)
-		}
-		if !o.live && r.Header.Get("Last-Event-ID") == "" && r.URL.Query().Get("lastEventId") == "" {
-			// A new subscriber resumes from before the recent events, and
-			// so receives them first.
-			r = r.Clone(r.Context())
-			r.Header.Set("Last-Event-ID", recent.start())
 		}
 		hub.ServeHTTP(w, r)
 	}
@@ -201,58 +188,15 @@ func (o *serveOptions) handler(hub *sse.Hub, recent *recent) http.Handler {
 	return mux
 }
 
-// recent remembers the ids of the last events published, so that a new
-// subscriber can be replayed the last n of them.
-type recent struct {
-	mu    sync.Mutex
-	ids   []string // the id before the oldest of the last n events, then theirs
-	n     int
-	count int
-}
-
-// newRecent starts with the position of the empty broker, which replays
-// every event to come.
-func newRecent(b sse.Broker, topic string, n int) (*recent, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	start, err := b.Subscribe(ctx, topic, func(sse.Entry) {})
-	if err != nil {
-		return nil, err
-	}
-	return &recent{ids: []string{start}, n: n}, nil
-}
-
-func (r *recent) add(id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.count++
-	r.ids = append(r.ids, id)
-	if len(r.ids) > r.n+1 {
-		r.ids = append(r.ids[:0], r.ids[len(r.ids)-r.n-1:]...)
-	}
-}
-
-func (r *recent) start() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.ids[0]
-}
-
-func (r *recent) published() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.count
-}
-
 // publish reads stdin to its end and publishes every line. A line that is
 // not a valid event is reported and skipped: one bad line of a log does not
 // end the stream.
-func (o *serveOptions) publish(stdin io.Reader, stdout, stderr io.Writer, hub *sse.Hub, recent *recent) error {
+func (o *serveOptions) publish(stdin io.Reader, stdout, stderr io.Writer, hub *sse.Hub) error {
 	sc := bufio.NewScanner(stdin)
 	sc.Buffer(make([]byte, 0, 64<<10), sse.DefaultMaxEventSize)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Bytes()
-		err := o.publishLine(line, hub, recent)
+		err := o.publishLine(line, hub)
 		if errors.Is(err, sse.ErrHubClosed) {
 			return nil
 		}
@@ -272,7 +216,7 @@ func (o *serveOptions) publish(stdin io.Reader, stdout, stderr io.Writer, hub *s
 	return nil
 }
 
-func (o *serveOptions) publishLine(line []byte, hub *sse.Hub, recent *recent) error {
+func (o *serveOptions) publishLine(line []byte, hub *sse.Hub) error {
 	topic, m := o.topic, sse.Message{Type: o.typ, Data: line}
 	if o.json {
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -283,10 +227,7 @@ func (o *serveOptions) publishLine(line []byte, hub *sse.Hub, recent *recent) er
 			return err
 		}
 	}
-	id, err := hub.Publish(context.Background(), topic, m)
-	if err == nil {
-		recent.add(id)
-	}
+	_, err := hub.Publish(context.Background(), topic, m)
 	return err
 }
 
