@@ -100,7 +100,16 @@ func New(logger *slog.Logger) *Server {
 }
 
 func (s *Server) newHub(b sse.Broker) *sse.Hub {
-	return &sse.Hub{Broker: b, Logger: s.log}
+	return &sse.Hub{
+		Broker:   b,
+		Logger:   s.log,
+		Upgrader: s.upgrader,
+		Topics:   func(r *http.Request) []string { return []string{r.URL.Query().Get("room")} },
+		// Rooms are public: every room named may be read. A private room
+		// would check here that the request's session belongs to a member,
+		// and return sse.ErrUnauthorized without one.
+		Authorize: func(r *http.Request, rooms []string) ([]string, error) { return rooms, nil },
+	}
 }
 
 // ServeHTTP routes GET / (the page), GET /events?room=NAME (the stream of a
@@ -215,11 +224,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	c, err := s.upgrader.Upgrade(w, r)
-	if err != nil {
-		return // Upgrade has answered
-	}
-	_ = h.Serve(c, room) // it closes c; the client reconnects whatever the reason
+	h.ServeHTTP(w, r) // the client reconnects whatever the reason the stream ends
 }
 
 // sendRequest is the body of POST /send, as JSON or form fields.
