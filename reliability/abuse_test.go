@@ -21,6 +21,26 @@ import (
 // larger stacks make that some 57 KB here.
 const abuseStreamBudget = 64 << 10
 
+// serveLoopback serves h on a loopback port until the test ends, then
+// calls first, which must end h's streams, and closes the server. It
+// returns the address.
+func serveLoopback(t *testing.T, h http.Handler, first func()) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	var served sync.WaitGroup
+	served.Go(func() { srv.Serve(ln) })
+	t.Cleanup(func() {
+		first()
+		srv.Close()
+		served.Wait()
+	})
+	return ln.Addr().String()
+}
+
 // stacks returns the bytes of goroutine stacks in use.
 func stacks() uint64 {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}}
@@ -53,19 +73,7 @@ func TestTopicFlood(t *testing.T) {
 	flood, over, huge, full := 1000, 1000, pick(50, 1000), 100
 	events := int64(pick(100, 1000))
 	hub := &sse.Hub{Logger: quietLogger, Upgrader: sse.Upgrader{Heartbeat: -1}, MaxSubscribers: honest + flood}
-	srv := &http.Server{Handler: hub}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	var served sync.WaitGroup
-	served.Go(func() { srv.Serve(ln) })
-	defer func() {
-		hub.Close()
-		srv.Close()
-		served.Wait()
-	}()
+	addr := serveLoopback(t, hub, func() { hub.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 

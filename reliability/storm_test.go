@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -72,8 +71,8 @@ func (w *retryCatcher) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func storm(t *testing.T, jitter time.Duration) string {
 	clients := 1000
 	retry := pick(500*time.Millisecond, time.Second)
-	broker := &sse.MemoryBroker{} // outlives the Hub: the clients resume by replay
-	defer broker.Close()
+	broker := &sse.MemoryBroker{}        // outlives the Hub: the clients resume by replay
+	t.Cleanup(func() { broker.Close() }) // after the server's cleanup, registered later
 	newHub := func() *sse.Hub {
 		return &sse.Hub{Broker: broker, Logger: quietLogger, Upgrader: sse.Upgrader{RetryTime: retry, RetryJitter: jitter, Heartbeat: -1}}
 	}
@@ -110,19 +109,7 @@ func storm(t *testing.T, jitter time.Duration) string {
 		}}
 		cur.Load().ServeHTTP(cw, r)
 	})
-	srv := &http.Server{Handler: handler}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var served sync.WaitGroup
-	served.Go(func() { srv.Serve(ln) })
-	defer func() {
-		cur.Load().Close()
-		srv.Close()
-		served.Wait()
-	}()
-	url := "http://" + ln.Addr().String() + "/?topic=t"
+	url := "http://" + serveLoopback(t, handler, func() { cur.Load().Close() }) + "/?topic=t"
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
