@@ -65,8 +65,6 @@ func TestClientBadInput(t *testing.T) {
 	const base = time.Second
 	good := stubSend("id: 1\ndata: a\n\n") // the stream that works, before the bad input
 	a := ev{"1", "message", "a"}
-	type span struct{ lo, hi time.Duration } // a wait within [lo, hi]
-	exactly := func(d time.Duration) span { return span{d, d} }
 	tests := []struct {
 		name    string
 		steps   []stubStep // past them the server answers 204, which stops the Client
@@ -144,7 +142,7 @@ func TestClientBadInput(t *testing.T) {
 			want:    []ev{a, {"1", "message", "b"}},
 			wantErr: isStatusError(429),
 			wantIDs: []string{"-", "1", "1", "1", "1"},
-			delays:  []span{exactly(base), {base / 2, base}, {base, 2 * base}, exactly(base)},
+			delays:  []span{exactly(base), jittered(base), jittered(2 * base), exactly(base)},
 		},
 		{
 			name:    "server stops mid-event after a CR: the event and its id are dropped",
@@ -156,12 +154,12 @@ func TestClientBadInput(t *testing.T) {
 		{
 			name: "retry: 0 reconnects at once after a working stream, never in a hot loop",
 			// Streams that open and end without an event count as failures:
-			// the wait doubles from 100 ms (with jitter), then a working
+			// the wait doubles from 100 ms (plus jitter), then a working
 			// stream brings it back to the server's 0.
 			steps:   []stubStep{stubSend("retry: 0\ndata: a\n\n"), stubSend(""), stubSend(": only a comment\n"), stubSend("data: b\n\n")},
 			want:    []ev{{"", "message", "a"}, {"", "message", "b"}},
 			wantIDs: []string{"-", "-", "-", "-", "-"},
-			delays:  []span{exactly(0), {50 * time.Millisecond, 100 * time.Millisecond}, {100 * time.Millisecond, 200 * time.Millisecond}, exactly(0)},
+			delays:  []span{exactly(0), jittered(100 * time.Millisecond), jittered(200 * time.Millisecond), exactly(0)},
 		},
 		{
 			name:    "retry: 10^12 is cut to the default 30 s cap",

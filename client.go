@@ -63,9 +63,11 @@ const (
 // the Client waits the reconnection time and connects again, sending the
 // last event ID it saw as Last-Event-ID. The reconnection time is
 // ReconnectDelay until the server sends a retry field; the server's value
-// then wins and is kept across connections. While attempts keep failing the
-// wait doubles, with jitter, up to MaxReconnectDelay; a connection that works
-// resets it. An event cut off by a break is discarded, as the standard says.
+// then wins and is kept across connections. The Client never waits less
+// than the reconnection time, as the standard asks (MaxReconnectDelay caps
+// it). While attempts keep failing the wait doubles up to MaxReconnectDelay,
+// and a random jitter of up to half of it is added, so that clients cut off
+// together do not return together; a connection that works resets it. An event cut off by a break is discarded, as the standard says.
 //
 // The Client stops without error on HTTP 204 No Content. It stops with an
 // error on any other status but 200 (a [*StatusError]; RetryStatus may
@@ -77,8 +79,10 @@ const (
 // The zero value is ready to use. The fields must not be changed while a
 // Notify or Events call is running; apart from that a Client may run any
 // number of streams at once, each with its own last event ID and
-// reconnection time. The hooks run on the goroutine that reads the stream
-// (the caller's, for Events), so a hook that blocks stalls the stream.
+// reconnection time. The hooks (Prepare and the On functions) run on the
+// goroutine that reads the stream (the caller's, for Events), so a hook that
+// blocks stalls the stream, and the hooks of a Client running several
+// streams may be called concurrently.
 type Client struct {
 	// HTTPClient sends the requests; nil means [DefaultClient]. Its Timeout,
 	// if any, cuts off every stream after that time: use ReadTimeout.
@@ -92,6 +96,23 @@ type Client struct {
 	// Cache-Control: no-cache are sent unless Header sets them. A
 	// Last-Event-ID in Header is ignored: use LastEventID.
 	Header http.Header
+	// Prepare, when not nil, is called before every connection attempt with
+	// the request the Client built from Method, Body and Header, and may
+	// change anything in it: set a bearer token fetched afresh for each
+	// attempt, sign it, change the URL or the method, or replace the body
+	// (set Body, GetBody and ContentLength together, as http.NewRequest
+	// does, so that a redirect can send it again). The request's context is
+	// the attempt's, so a token fetch in Prepare should use it. Accept and
+	// Cache-Control are added after Prepare unless it set them. Last-Event-ID
+	// belongs to the Client: it is set before Prepare, which may read it (to
+	// put it in the URL or the body for servers that want it there), and set
+	// again after, so that Prepare can neither lose nor change it. Events
+	// carry the URI given to Notify or Events whatever URL Prepare sets.
+	//
+	// An error from Prepare stops the Client, which returns it wrapped (it
+	// is not retried, and not passed to OnError): a Prepare that can recover,
+	// such as a token fetch worth trying again, retries inside itself.
+	Prepare func(req *http.Request) error
 	// LastEventID is sent as Last-Event-ID on the first connection, and
 	// events carry it until the server sends an id. After that the Client
 	// sends the ID of the latest event (and no header once the server reset
@@ -224,6 +245,9 @@ func (c *Client) run(ctx context.Context, uri string, emit func(*Event) bool) er
 			return nil
 		}
 		if !c.retryable(err) {
+			if pe, ok := err.(permanentError); ok {
+				err = pe.error // the mark is the Client's own business
+			}
 			c.log(ctx, slog.LevelError, "sse: stopped", slog.String("url", uri), slog.Any("error", err))
 			return err
 		}
@@ -282,11 +306,25 @@ func (c *Client) attempt(ctx context.Context, s *session, emit func(*Event) bool
 	if c.Header != nil {
 		req.Header = c.Header.Clone()
 	}
-	req.Header.Del("Last-Event-ID")
-	if s.lastID != "" {
-		req.Header.Set("Last-Event-ID", s.lastID)
+	setLastEventID(req.Header, s.lastID)
+	if c.Prepare != nil {
+		if err := c.Prepare(req); err != nil {
+			return permanentError{fmt.Errorf("sse: Client.Prepare: %w", err)}
+		}
+		if req.Header == nil {
+			req.Header = make(http.Header)
+		}
+		setLastEventID(req.Header, s.lastID)
 	}
 	return s.stream(req, cancel, emit)
+}
+
+// setLastEventID sends id as Last-Event-ID, and no header for an empty id.
+func setLastEventID(h http.Header, id string) {
+	h.Del("Last-Event-ID")
+	if id != "" {
+		h.Set("Last-Event-ID", id)
+	}
 }
 
 func (c *Client) retryable(err error) bool {
@@ -327,15 +365,19 @@ func (c *Client) log(ctx context.Context, level slog.Level, msg string, attrs ..
 // backoff returns the wait before the next attempt. failures counts the
 // attempts that failed in a row, 0 when the connection that just ended
 // worked: then the wait is exactly the reconnection time base. Each failure
-// doubles it, from at least minBackoff, and the result is capped at limit
-// before the jitter takes a random part (r in [0, 1)) of its second half, so
-// that clients cut off together do not come back together.
+// doubles it, from at least minBackoff, up to limit, and the jitter (r in
+// [0, 1)) adds up to half of it, so that clients cut off together do not
+// come back together. The standard lets a client wait longer than the
+// reconnection time, never shorter, so the jitter only adds; once the sum
+// reaches limit it is taken from the last third below limit instead, which
+// still spreads the clients and never goes below base.
 func backoff(base, limit time.Duration, failures int, r float64) time.Duration {
+	limit = max(limit, 0)
 	base = max(min(base, limit), 0)
 	if failures <= 0 {
 		return base
 	}
-	d := max(base, minBackoff)
+	d := min(max(base, minBackoff), limit)
 	for i := 1; i < failures && d < limit; i++ {
 		if d > limit/2 {
 			d = limit
@@ -343,9 +385,13 @@ func backoff(base, limit time.Duration, failures int, r float64) time.Duration {
 			d *= 2
 		}
 	}
-	d = min(d, limit)
-	half := d / 2
-	return d - half + time.Duration(r*float64(half))
+	hi := limit
+	if d < limit-d/2 {
+		hi = d + d/2
+	}
+	lo := max(base, hi-hi/3)
+	// min guards against float rounding up past hi, which could overflow.
+	return lo + min(time.Duration(r*float64(hi-lo)), hi-lo)
 }
 
 // errStopped is how a session learns that its consumer wants no more events.

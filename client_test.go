@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -48,7 +49,7 @@ func TestClientReconnection(t *testing.T) {
 		wantErr func(error) bool
 		// wantIDs is the Last-Event-ID of each request; "-" means no header.
 		wantIDs    []string
-		wantDelays []time.Duration
+		wantDelays []span
 		wantErrors int // errors passed to OnError
 	}{
 		{
@@ -56,7 +57,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSend("id: 1\ndata: a\n\n"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
 			wantIDs:    []string{"-", "1", "1"},
-			wantDelays: []time.Duration{base, base},
+			wantDelays: []span{exactly(base), exactly(base)},
 			wantErrors: 2,
 		},
 		{
@@ -64,7 +65,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubBreak("id: 1\ndata: a\n\nid: 2\ndata: cut"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
 			wantIDs:    []string{"-", "1", "1"},
-			wantDelays: []time.Duration{base, base},
+			wantDelays: []span{exactly(base), exactly(base)},
 			wantErrors: 2,
 		},
 		{
@@ -72,7 +73,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid: 2\ndata: cut"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"1", "message", "b"}},
 			wantIDs:    []string{"-", "1", "1"},
-			wantDelays: []time.Duration{base, base},
+			wantDelays: []span{exactly(base), exactly(base)},
 			wantErrors: 2,
 		},
 		{
@@ -80,7 +81,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSend("retry: 1234\ndata: a\n\n"), stubSend("data: b\n\n"), stubSend("data: c\n\n")},
 			want:       []ev{{"", "message", "a"}, {"", "message", "b"}, {"", "message", "c"}},
 			wantIDs:    []string{"-", "-", "-", "-"},
-			wantDelays: []time.Duration{1234 * time.Millisecond, 1234 * time.Millisecond, 1234 * time.Millisecond},
+			wantDelays: []span{exactly(1234 * time.Millisecond), exactly(1234 * time.Millisecond), exactly(1234 * time.Millisecond)},
 			wantErrors: 3,
 		},
 		{
@@ -89,7 +90,7 @@ func TestClientReconnection(t *testing.T) {
 			config:     func(c *sse.Client) { c.MaxReconnectDelay = 7 * time.Second },
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-"},
-			wantDelays: []time.Duration{7 * time.Second},
+			wantDelays: []span{exactly(7 * time.Second)},
 			wantErrors: 1,
 		},
 		{
@@ -97,7 +98,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid: \ndata: b\n\n"), stubSend("data: c\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"", "message", "b"}, {"", "message", "c"}},
 			wantIDs:    []string{"-", "-", "-"},
-			wantDelays: []time.Duration{base, base},
+			wantDelays: []span{exactly(base), exactly(base)},
 			wantErrors: 2,
 		},
 		{
@@ -105,7 +106,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSend("id: 1\ndata: a\n\nid\n\n"), stubSend("data: b\n\n")},
 			want:       []ev{{"1", "message", "a"}, {"", "message", "b"}},
 			wantIDs:    []string{"-", "-", "-"},
-			wantDelays: []time.Duration{base, base},
+			wantDelays: []span{exactly(base), exactly(base)},
 			wantErrors: 2,
 		},
 		{
@@ -114,7 +115,7 @@ func TestClientReconnection(t *testing.T) {
 			config:     func(c *sse.Client) { c.LastEventID = "start" },
 			want:       []ev{{"start", "message", "a"}, {"2", "message", "b"}},
 			wantIDs:    []string{"start", "2"},
-			wantDelays: []time.Duration{base},
+			wantDelays: []span{exactly(base)},
 			wantErrors: 1,
 		},
 		{
@@ -145,7 +146,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubSendAs("Text/Event-Stream; charset=UTF-8", "data: a\n\n")},
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-"},
-			wantDelays: []time.Duration{base},
+			wantDelays: []span{exactly(base)},
 			wantErrors: 1,
 		},
 		{
@@ -156,8 +157,8 @@ func TestClientReconnection(t *testing.T) {
 			},
 			want:    []ev{{"9", "message", "a"}},
 			wantIDs: []string{"-", "-", "-", "-", "9", "9"},
-			// Checked by range in the test below: 1 s, 2 s, 4 s with jitter, then exactly 1 s, then 1 s with jitter.
-			wantDelays: []time.Duration{-1, -2, -4, base, -1},
+			// 1 s, 2 s, 4 s with jitter, then exactly 1 s, then 1 s with jitter.
+			wantDelays: []span{jittered(base), jittered(2 * base), jittered(4 * base), exactly(base), jittered(base)},
 			wantErrors: 5,
 		},
 		{
@@ -168,7 +169,7 @@ func TestClientReconnection(t *testing.T) {
 				c.MaxReconnectDelay = 3 * time.Second
 			},
 			wantIDs:    []string{"-", "-", "-", "-", "-"},
-			wantDelays: []time.Duration{-1, -2, -3, -3},
+			wantDelays: []span{jittered(base), {2 * base, 3 * base}, {2 * base, 3 * base}, {2 * base, 3 * base}}, // the jitter stays below the cap
 			wantErrors: 4,
 		},
 		{
@@ -180,7 +181,7 @@ func TestClientReconnection(t *testing.T) {
 			},
 			wantErr:    isStatusError(503),
 			wantIDs:    []string{"-", "-", "-"},
-			wantDelays: []time.Duration{-1, -2},
+			wantDelays: []span{jittered(base), jittered(2 * base)},
 			wantErrors: 2,
 		},
 		{
@@ -202,7 +203,7 @@ func TestClientReconnection(t *testing.T) {
 			steps:      []stubStep{stubRedirect(http.StatusTemporaryRedirect, "/moved"), stubSend("data: a\n\n")},
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-", "-"},
-			wantDelays: []time.Duration{base},
+			wantDelays: []span{exactly(base)},
 			wantErrors: 1,
 		},
 		{
@@ -211,7 +212,7 @@ func TestClientReconnection(t *testing.T) {
 			config:     func(c *sse.Client) { c.ReconnectDelay = -1 },
 			want:       []ev{{"", "message", "a"}},
 			wantIDs:    []string{"-", "-"},
-			wantDelays: []time.Duration{0},
+			wantDelays: []span{exactly(0)},
 			wantErrors: 1,
 		},
 		{
@@ -221,7 +222,7 @@ func TestClientReconnection(t *testing.T) {
 			want:    []ev{{"", "message", "a"}},
 			wantIDs: []string{"-", "-", "-"},
 			// After a failure the wait is 3 s with jitter; a 204 then stops.
-			wantDelays: []time.Duration{3 * time.Second, -3},
+			wantDelays: []span{exactly(3 * time.Second), jittered(3 * time.Second)},
 			wantErrors: 2,
 		},
 	}
@@ -260,24 +261,16 @@ func isStatusError(code int) func(error) bool {
 	}
 }
 
-// checkStubDelays compares waits: a positive want must match exactly; a
-// negative -n seconds means "n s with jitter", anywhere in [n/2, n].
-func checkStubDelays(t *testing.T, got, want []time.Duration) {
+// checkStubDelays checks that each wait is within its span.
+func checkStubDelays(t *testing.T, got []time.Duration, want []span) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Errorf("delays = %v, want %v", got, want)
 		return
 	}
 	for i, w := range want {
-		if w >= 0 {
-			if got[i] != w {
-				t.Errorf("delay %d = %v, want %v", i, got[i], w)
-			}
-			continue
-		}
-		hi := -w * time.Second
-		if got[i] < hi/2 || got[i] > hi {
-			t.Errorf("delay %d = %v, want within [%v, %v]", i, got[i], hi/2, hi)
+		if got[i] < w.lo || got[i] > w.hi {
+			t.Errorf("delay %d = %v, want within [%v, %v]", i, got[i], w.lo, w.hi)
 		}
 	}
 }
@@ -296,15 +289,22 @@ func TestBackoff(t *testing.T) {
 		{"zero base after a working connection", 0, limit, 0, 0.7, 0},
 		{"negative base is zero", -time.Second, limit, 0, 0.7, 0},
 		{"base over the cap is capped", time.Hour, limit, 0, 0.5, limit},
-		{"first failure, no jitter", time.Second, limit, 1, 0, 500 * time.Millisecond},
-		{"first failure, full jitter", time.Second, limit, 1, 0.999999, time.Second - time.Microsecond/2},
-		{"doubling", time.Second, limit, 3, 0, 2 * time.Second},
-		{"zero base has a floor", 0, limit, 1, 0, 50 * time.Millisecond},
-		{"zero base doubles from the floor", 0, limit, 4, 0, 400 * time.Millisecond},
-		{"cap reached", time.Second, limit, 6, 0, limit / 2},
-		{"many failures do not overflow", time.Second, limit, 1 << 30, 0.5, 22500 * time.Millisecond},
-		{"huge cap does not overflow", time.Second, 1<<63 - 1, 200, 0, (1<<63 - 1) - (1<<63-1)/2},
-		{"cap below the floor", 0, 10 * time.Millisecond, 3, 0, 5 * time.Millisecond},
+		{"first failure, no jitter", time.Second, limit, 1, 0, time.Second},
+		{"first failure, full jitter", time.Second, limit, 1, 0.999999, 1500*time.Millisecond - time.Microsecond/2},
+		{"doubling", time.Second, limit, 3, 0, 4 * time.Second},
+		{"doubling, full jitter", time.Second, limit, 3, 0.999999, 6*time.Second - 2*time.Microsecond},
+		{"zero base has a floor", 0, limit, 1, 0, 100 * time.Millisecond},
+		{"zero base doubles from the floor", 0, limit, 4, 0, 800 * time.Millisecond},
+		{"doubled to 16 s, half the jitter", time.Second, limit, 5, 0.5, 20 * time.Second},
+		{"jitter that would pass the cap is taken below it", time.Second, 20 * time.Second, 5, 0, 20*time.Second - 20*time.Second/3},
+		{"cap reached: spread over its last third", time.Second, limit, 6, 0, 20 * time.Second},
+		{"cap reached, full jitter", time.Second, limit, 6, 0.999999, limit - 10*time.Microsecond},
+		{"near the cap the jitter never goes below the base", 25 * time.Second, limit, 1, 0, 25 * time.Second},
+		{"base at the cap: exactly the cap", limit, limit, 3, 0.5, limit},
+		{"many failures do not overflow", time.Second, limit, 1 << 30, 0.5, 25 * time.Second},
+		{"huge cap does not overflow", time.Second, 1<<63 - 1, 200, 0, (1<<63 - 1) - (1<<63-1)/3},
+		{"huge cap, full jitter does not overflow", time.Second, 1<<63 - 1, 200, 0.9999999999999999, 1<<63 - 1},
+		{"cap below the floor", 0, 10 * time.Millisecond, 3, 0, 10*time.Millisecond - 10*time.Millisecond/3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -314,8 +314,9 @@ func TestBackoff(t *testing.T) {
 			if diff < -time.Microsecond || diff > time.Microsecond {
 				t.Errorf("Backoff(%v, %v, %d, %v) = %v, want %v", tt.base, tt.limit, tt.failures, tt.r, got, tt.want)
 			}
-			if got < 0 || got > max(tt.limit, 0) {
-				t.Errorf("Backoff(%v, %v, %d, %v) = %v, outside [0, cap]", tt.base, tt.limit, tt.failures, tt.r, got)
+			// The standard's rule: never less than the reconnection time.
+			if lo := min(max(tt.base, 0), tt.limit); got < lo || got > max(tt.limit, 0) {
+				t.Errorf("Backoff(%v, %v, %d, %v) = %v, outside [reconnection time, cap]", tt.base, tt.limit, tt.failures, tt.r, got)
 			}
 		})
 	}
@@ -626,4 +627,104 @@ func TestClientBadRequestIsFinal(t *testing.T) {
 	if _, err := stubCollect(context.Background(), c, "http://127.0.0.1:1/"); err == nil {
 		t.Error("no error for an invalid method")
 	}
+}
+
+// TestClientPrepare checks the per-attempt request hook: a token fetched
+// afresh for every attempt, a body rebuilt for every attempt (and re-sent
+// on a redirect), Last-Event-ID visible to the hook and kept by the Client
+// whatever the hook does to it, the attempt's own context, and an error
+// from the hook that stops the Client, wrapped.
+func TestClientPrepare(t *testing.T) {
+	t.Parallel()
+	t.Run("token and body per attempt", func(t *testing.T) {
+		t.Parallel()
+		srv := newStubServer(t,
+			stubSend("id: 1\ndata: a\n\n"),
+			stubRedirect(http.StatusTemporaryRedirect, "/moved"), stubBreak("id: 2\ndata: b\n\n"),
+			stubSend("data: c\n\n"))
+		var n int
+		var seenIDs []string
+		var ctxs []context.Context
+		c := &sse.Client{
+			HTTPClient: srv.Client(),
+			Header:     http.Header{"X-Static": {"kept"}},
+			Prepare: func(req *http.Request) error {
+				n++
+				seenIDs = append(seenIDs, req.Header.Get("Last-Event-ID"))
+				ctxs = append(ctxs, req.Context())
+				req.Header.Set("Authorization", fmt.Sprintf("Bearer token-%d", n))
+				req.Header.Set("Last-Event-ID", "forged") // the Client's: set again after the hook
+				body := fmt.Sprintf(`{"attempt": %d, "resume": %q}`, n, seenIDs[n-1])
+				req.Method = http.MethodPost
+				req.ContentLength = int64(len(body))
+				req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
+				req.Body, _ = req.GetBody()
+				return nil
+			},
+		}
+		new(stubDelays).install(c)
+		got, err := stubCollect(context.Background(), c, srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []ev{{"1", "message", "a"}, {"2", "message", "b"}, {"2", "message", "c"}}; !equalEvents(got, want) {
+			t.Errorf("events = %q, want %q", got, want)
+		}
+		if want := []string{"", "1", "2", "2"}; !slices.Equal(seenIDs, want) {
+			t.Errorf("Prepare saw Last-Event-IDs %q, want %q", seenIDs, want)
+		}
+		reqs := srv.requests()
+		checkSentIDs(t, reqs, []string{"-", "1", "1", "2", "2"})
+		// The redirect's second request is the same attempt: same token, same body.
+		attempt := []int{1, 2, 2, 3, 4}
+		resume := []string{"", "1", "1", "2", "2"}
+		for i, r := range reqs {
+			k := attempt[i]
+			if got, want := r.header.Get("Authorization"), fmt.Sprintf("Bearer token-%d", k); got != want {
+				t.Errorf("request %d: Authorization %q, want %q", i, got, want)
+			}
+			if want := fmt.Sprintf(`{"attempt": %d, "resume": %q}`, k, resume[i]); r.method != "POST" || r.body != want {
+				t.Errorf("request %d: %s %q, want POST %q", i, r.method, r.body, want)
+			}
+			if r.header.Get("X-Static") != "kept" || r.header.Get("Accept") != "text/event-stream" {
+				t.Errorf("request %d: headers %v lack Header's or the Client's", i, r.header)
+			}
+		}
+		for i, ctx := range ctxs {
+			if ctx.Err() == nil {
+				t.Errorf("attempt %d: the request's context outlived its attempt", i+1)
+			}
+		}
+	})
+	t.Run("error stops the Client", func(t *testing.T) {
+		t.Parallel()
+		errExpired := errors.New("refresh token expired")
+		srv := newStubServer(t, stubSend("id: 1\ndata: a\n\n"), stubSend("data: never\n\n"))
+		var errs stubErrorLog
+		attempts := 0
+		c := &sse.Client{
+			HTTPClient: srv.Client(),
+			OnError:    errs.add,
+			Prepare: func(req *http.Request) error {
+				if attempts++; attempts > 1 {
+					return fmt.Errorf("fetching a token: %w", errExpired)
+				}
+				return nil
+			},
+		}
+		new(stubDelays).install(c)
+		got, err := stubCollect(context.Background(), c, srv.URL)
+		if !errors.Is(err, errExpired) || !strings.HasPrefix(err.Error(), "sse: ") {
+			t.Errorf("error = %v, want one wrapping the hook's", err)
+		}
+		if want := []ev{{"1", "message", "a"}}; !equalEvents(got, want) {
+			t.Errorf("events = %q, want %q", got, want)
+		}
+		if n := len(srv.requests()); n != 1 || attempts != 2 {
+			t.Errorf("%d requests and %d calls of Prepare, want 1 and 2", n, attempts)
+		}
+		if e := errs.get(); len(e) != 1 || !errors.Is(e[0], io.EOF) {
+			t.Errorf("OnError got %v, want the first stream's end only", e)
+		}
+	})
 }

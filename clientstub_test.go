@@ -143,6 +143,14 @@ func (r *stubDelays) get() []time.Duration {
 	return append([]time.Duration(nil), r.d...)
 }
 
+// span is a wait within [lo, hi].
+type span struct{ lo, hi time.Duration }
+
+func exactly(d time.Duration) span { return span{d, d} }
+
+// jittered is a wait of d plus the jitter, which adds up to half of it.
+func jittered(d time.Duration) span { return span{d, d + d/2} }
+
 // stubCollect ranges over c.Events and returns what it yielded.
 func stubCollect(ctx context.Context, c *sse.Client, url string) ([]ev, error) {
 	var got []ev

@@ -1,11 +1,9 @@
 package sse
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"sync"
@@ -22,7 +20,14 @@ var ErrConnectionClosed = errors.New("sse: connection closed")
 // All methods are safe for concurrent use: a heartbeat, a publisher and a
 // goroutine that calls Close may share a Conn. Writes are serialised and
 // each is flushed before it returns. A write that fails closes the Conn.
+// The handler that made it must Close it before returning (see the
+// package's Concurrency section).
 type Conn struct {
+	// The ResponseWriter (w, rc, flush) is used under one rule: by a
+	// holder of mu (writes, flushes and their deadlines), or of rcMu
+	// (shut's past deadline, and Close's), and only while the Conn is
+	// ours: no Close has returned (released) and, from a goroutine other
+	// than the handler's, the request has not ended (requestEnded).
 	w            http.ResponseWriter
 	rc           *http.ResponseController
 	flush        func() error    // found once: ResponseController.Flush looks for it on every call
@@ -37,9 +42,9 @@ type Conn struct {
 
 	closed   atomic.Bool
 	watching atomic.Bool           // the request's end closes the Conn through context.AfterFunc
-	cutShort atomic.Bool           // Close set a past write deadline
+	cutShort atomic.Bool           // shut set a past write deadline
+	released atomic.Bool           // a Close has returned: the ResponseWriter is no longer ours
 	rcMu     sync.Mutex            // orders shut's past deadline before Close's return
-	rcDone   bool                  // Close has returned: the ResponseWriter is not ours; guarded by rcMu
 	cause    atomic.Pointer[error] // why the Conn closed; net/http may cancel ctx first, without one
 
 	mu          sync.Mutex // serialises writes and guards the fields below
@@ -119,26 +124,73 @@ func (c *Conn) IsOpen() bool {
 // Close ends the stream from any goroutine: a write in progress is
 // unblocked, later writes return ErrConnectionClosed, and Done is closed.
 // When Close returns, the heartbeat has stopped and no write is in
-// progress, so the handler may return: call it (or defer it) before the
-// handler that upgraded the request returns, since the ResponseWriter must
-// not be used after that. The HTTP response ends when the handler returns.
+// progress, so the handler may return; once one Close has returned, no
+// method of c uses the ResponseWriter again. The handler that upgraded the
+// request must call (or defer) Close before it returns: see the package's
+// Concurrency section. The HTTP response ends when the handler returns.
+//
+// Close waits for a write in progress to end, which takes no time when its
+// deadline can be cut short. When it cannot (see [Upgrader.WriteTimeout]),
+// Close gives up waiting after WriteTimeout (DefaultWriteTimeout when
+// WriteTimeout is negative) and returns anyway; the write, stuck on a
+// client that stopped reading, ends when net/http closes its connection.
 func (c *Conn) Close() {
 	c.fail(ErrConnectionClosed)
 	if c.heartbeat != nil {
 		c.heartbeat.Stop() // a beat already running ends at the lock below
 	}
-	c.mu.Lock() // waits out a write that the deadline is cutting short
-	defer c.mu.Unlock()
+	locked := c.lockWithin(closeWait(c.writeTimeout))
+	if locked {
+		defer c.mu.Unlock()
+	}
 	// A shut on another goroutine may have found a write in progress and
 	// not yet set its past deadline: it must do so before Close returns,
 	// after which the handler may return and the ResponseWriter be gone.
 	c.rcMu.Lock()
 	defer c.rcMu.Unlock()
-	c.rcDone = true
-	if c.cutShort.Load() {
+	if c.released.Swap(true) {
+		return // an earlier Close let go of the ResponseWriter, which may be gone
+	}
+	if locked && c.cutShort.Load() && !c.requestEnded() {
 		// The past deadline would also fail net/http's end of the
 		// response; give it the time any write gets.
-		_ = c.rc.SetWriteDeadline(time.Now().Add(max(c.writeTimeout, time.Second)))
+		c.setDeadlineAside(time.Now().Add(max(c.writeTimeout, time.Second)))
+	}
+}
+
+// closeWait is how long Close, and Hub.Close, wait for a write in
+// progress, given the Upgrader's WriteTimeout.
+func closeWait(writeTimeout time.Duration) time.Duration {
+	if writeTimeout > 0 {
+		return writeTimeout
+	}
+	return DefaultWriteTimeout
+}
+
+// lockWithin takes c.mu, waiting at most d, and reports whether it did.
+// A write holds c.mu for as long as it blocks, which, without a write
+// deadline, can be forever.
+func (c *Conn) lockWithin(d time.Duration) bool {
+	if c.mu.TryLock() {
+		return true
+	}
+	handoff, abandoned := make(chan struct{}), make(chan struct{})
+	go func() {
+		c.mu.Lock()
+		select {
+		case handoff <- struct{}{}: // the caller holds c.mu now
+		case <-abandoned:
+			c.mu.Unlock()
+		}
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-handoff:
+		return true
+	case <-t.C:
+		close(abandoned)
+		return false
 	}
 }
 
@@ -165,11 +217,62 @@ func (c *Conn) shut() {
 	}
 	c.rcMu.Lock()
 	defer c.rcMu.Unlock()
-	if c.rcDone {
-		return // the write ended and Close returned meanwhile
+	if c.released.Load() || c.requestEnded() {
+		// Close returned meanwhile, or the handler may have: the
+		// ResponseWriter is not ours. A write on a request that ended
+		// fails by itself: net/http closes its connection or stream.
+		return
 	}
-	c.cutShort.Store(true)
-	_ = c.rc.SetWriteDeadline(time.Unix(1, 0))
+	if c.setDeadlineAside(time.Unix(1, 0)) {
+		c.cutShort.Store(true)
+	}
+}
+
+// requestEnded reports whether net/http has ended the request, which it
+// does when the client goes away and when the handler returns, before it
+// finishes the response.
+func (c *Conn) requestEnded() bool {
+	select {
+	case <-c.reqDone:
+		return true
+	default:
+		return false
+	}
+}
+
+// setDeadlineAside sets the write deadline from a goroutine that may not
+// be the handler's, and reports whether it was set. The caller holds rcMu
+// and has checked that the request has not ended; the handler may still
+// return meanwhile, without Close, and net/http then panics on its
+// ResponseWriter (on HTTP/2, a nil dereference): recovered here, so that
+// a Close on another goroutine cannot bring the server down.
+func (c *Conn) setDeadlineAside(t time.Time) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if !c.requestEnded() {
+				panic(p) // not net/http's "after the handler finished"
+			}
+			ok = false
+		}
+	}()
+	err := c.rc.SetWriteDeadline(t)
+	c.syncWithRequestEnd()
+	return err == nil
+}
+
+// syncWithRequestEnd orders the ResponseWriter calls made so far on this
+// goroutine before net/http's end of the request, unless the request has
+// ended meanwhile, which it reports. net/http cancels the request's
+// context before it finishes the response, and cancelling takes the
+// context's lock; so does adding a child, here. Without it, a goroutine
+// other than the handler's, such as the heartbeat's, would have nothing to
+// order its last write before the handler's return, when the handler
+// returns without Close (the race detector would tell).
+func (c *Conn) syncWithRequestEnd() (ended bool) {
+	ctx, cancel := context.WithCancel(c.req)
+	ended = ctx.Err() != nil
+	cancel()
+	return ended
 }
 
 // Write sends data as an event of type "message".
@@ -245,6 +348,10 @@ func (c *Conn) writePrepared(pms []*PreparedMessage) error {
 	}
 	b := c.buf[:0]
 	for _, pm := range pms {
+		if c.released.Load() { // see flushAfter
+			err = ErrConnectionClosed
+			break
+		}
 		if len(b) > 0 && len(b)+len(pm.data) > maxKeptBuffer {
 			if _, err = c.w.Write(b); err != nil {
 				break
@@ -327,37 +434,18 @@ func (c *Conn) dropLargeBuffer() {
 // write: events up to it are encoded without allocating.
 const maxKeptBuffer = 16 << 10
 
-// valueEncoder is what encoding/json and encoding/xml encoders share.
-type valueEncoder interface{ Encode(v any) error }
-
-// encoderCaches are the encoders of the JSON and XML writes of a Conn.
-type encoderCaches struct{ json, xml encoderCache }
-
-// encoderCache keeps one buffer and encoder of a format for all the writes
-// of a Conn, so that encoding allocates no more than the encoder itself.
-type encoderCache struct {
-	buf     bytes.Buffer
-	enc     valueEncoder
-	trailer string // what the encoder adds after every value, which is not data
-}
-
-// writeEncoded sends v as encoded by the cached encoder (made by newEnc on
-// first use); an encoding error returns before anything is written.
-func (c *Conn) writeEncoded(typ string, v any, pick func(*encoderCaches) *encoderCache, newEnc func(io.Writer) valueEncoder) error {
+// writeEncoded sends v, encoded in format f by the Conn's cached encoder,
+// as an event; an encoding error returns before anything is written.
+func (c *Conn) writeEncoded(f *format, id, typ string, v any) error {
 	return c.write(func(dst []byte) ([]byte, error) {
 		if c.encoders == nil {
-			c.encoders = &encoderCaches{json: encoderCache{trailer: "\n"}} // json.Encoder ends every value with a newline
+			c.encoders = new(encoderCaches)
 		}
-		cache := pick(c.encoders)
-		if cache.enc == nil {
-			cache.enc = newEnc(&cache.buf)
-		}
-		cache.buf.Reset()
-		if err := cache.enc.Encode(v); err != nil {
+		data, err := c.encoders.of(f).encode(f, v)
+		if err != nil {
 			return dst, err
 		}
-		data := bytes.TrimSuffix(cache.buf.Bytes(), bytesOf(cache.trailer))
-		return appendEvent(dst, "", typ, data, 0, "")
+		return appendEvent(dst, id, typ, data, 0, "")
 	})
 }
 
@@ -414,6 +502,11 @@ func (c *Conn) arm() (now time.Duration, err error) {
 // flushAfter flushes what was written since arm, unless writing it failed
 // with err, and fails the Conn on an error.
 func (c *Conn) flushAfter(now time.Duration, err error) error {
+	if err == nil && c.released.Load() {
+		// A Close stopped waiting for this write (see lockWithin) and
+		// returned: the handler, and its ResponseWriter, may be gone.
+		err = ErrConnectionClosed
+	}
 	if err == nil {
 		err = c.flush()
 	}
@@ -457,10 +550,35 @@ func (c *Conn) beat(d time.Duration) {
 	}
 	next := d - (time.Since(c.epoch) - c.lastWrite)
 	if next <= 0 {
-		if c.sendBytes(heartbeatLine) != nil {
+		if !c.sendHeartbeat() {
 			return
 		}
 		next = d
 	}
 	c.heartbeat.Reset(next)
+}
+
+// sendHeartbeat writes a heartbeat on the timer's goroutine, which, unlike
+// the handler's, may still run when a handler that did not call Close
+// returns. IsOpen, checked under c.mu just before, tells that the request
+// had not ended; syncWithRequestEnd orders the writes before the request's
+// end. What is left is a handler returning during the write: net/http may
+// then panic on its ResponseWriter, which is recovered here so that the
+// process does not die on a goroutine of ours.
+func (c *Conn) sendHeartbeat() (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if !c.requestEnded() {
+				panic(p) // not net/http's "after the handler finished"
+			}
+			c.fail(ErrConnectionClosed)
+			ok = false
+		}
+	}()
+	err := c.sendBytes(heartbeatLine)
+	if c.syncWithRequestEnd() {
+		c.shut()
+		return false
+	}
+	return err == nil
 }

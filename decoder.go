@@ -326,6 +326,7 @@ func (d *Decoder) dispatch() *Event {
 		e.setData(d.buf[d.pstart:d.pend:d.pend])
 		d.shared = true
 	}
+	e.decoded = true
 	d.hasData, d.typ = false, d.typ[:0]
 	return e
 }

@@ -20,6 +20,7 @@
 //		if err != nil {
 //			return // Upgrade has answered the request
 //		}
+//		defer c.Close() // required: see Concurrency
 //		for {
 //			select {
 //			case p := <-prices:
@@ -50,7 +51,11 @@
 // event of its topics in order or is cut off, never a silent hole. When the
 // history no longer reaches back to a client's Last-Event-ID (too old, or
 // from before a restart: ids carry an epoch), it receives a reset event
-// instead, and the application reloads its state. Storage is a [Broker]:
+// instead, whose JSON data ([ResetData]) says why and from which id it
+// resumes, and the application reloads its state. With [Hub.Recent] set, a
+// client without a Last-Event-ID (a page just opened or reloaded) first gets
+// its topics' newest events, once, then the live ones. [Hub.Subscribers]
+// tells how many streams a topic has, for presence. Storage is a [Broker]:
 // [MemoryBroker] by default, and others, such as Redis Streams, for many
 // nodes.
 //
@@ -90,12 +95,15 @@
 // [Client] reads a stream the way a browser's EventSource does: it sends
 // Accept: text/event-stream, follows redirects, and after an end of stream or
 // a network error reconnects with Last-Event-ID, waiting the server's retry
-// time (with capped, jittered backoff while attempts keep failing) until its
-// context ends. A 204 stops it quietly; any other status but 200, or a
-// response that is not an event stream, stops it with an error
-// ([*StatusError], [ErrContentType]). Its zero value is ready to use; its
-// exported fields set the method, body, headers, delays, a read timeout and
-// hooks to observe it.
+// time, never less (backoff and jitter only add to it while attempts keep
+// failing, up to a cap), until its context ends. A 204 stops it quietly; any
+// other status but 200, or a response that is not an event stream, stops it
+// with an error ([*StatusError], [ErrContentType]). Its zero value is ready
+// to use; its exported fields set the method, body, headers, delays, a read
+// timeout and hooks to observe it. [Client.Prepare] adjusts the request of
+// every attempt, with the attempt's context: a bearer token refreshed for
+// each one, a body rebuilt, a signature; the Client keeps Last-Event-ID
+// itself, and an error from Prepare stops it.
 //
 //	c := &sse.Client{ReadTimeout: time.Minute}
 //	for e, err := range c.Events(ctx, "https://example.com/stream") {
@@ -120,18 +128,35 @@
 //
 // Every method of [Conn] is safe for concurrent use: writes are serialised,
 // so a heartbeat, several publishers and a goroutine that calls Close may
-// share a Conn. Close may be called from any goroutine and unblocks a write
-// in progress. A Conn must not be used after the handler that created it
-// returns, and the handler must close it before it returns (defer c.Close()
-// right after Upgrade): Close waits for a heartbeat in progress, while a
-// heartbeat that fired as an unclosed handler returned could write into a
-// response that net/http is finishing. [Hub.Serve] closes its Conn itself. [Hub], [MemoryBroker] and [Upgrader] are safe for concurrent use;
-// set their fields before first use. A [Client] may run many streams at
-// once; its hooks run on the goroutine reading the stream.
+// share a Conn. Close may be called from any goroutine, any number of
+// times, and unblocks a write in progress; once one Close has returned,
+// the package does not touch the ResponseWriter again.
+//
+// A Conn lives within the handler that upgraded it, since net/http's
+// ResponseWriter must not be used after the handler returns: the handler
+// must close the Conn before it returns (defer c.Close() right after
+// Upgrade), and no goroutine may write to it afterwards. Close is what
+// orders the heartbeat, which runs on a timer of its own, before the
+// handler's return. Without it, a heartbeat still checks that the request
+// has not ended before it writes, orders its writes before net/http's end
+// of the request, and survives net/http's panic on a finished
+// ResponseWriter; but one that is writing just as the handler returns
+// races with net/http finishing the response. [Hub.Serve] closes its Conn
+// itself. Where write deadlines cannot be set (see
+// [Upgrader.WriteTimeout]), a write stuck on a client that stopped reading
+// cannot be cut short: Close and [Hub.Close] stop waiting for it after
+// WriteTimeout, and it ends when net/http drops the connection.
+//
+// [Hub], [MemoryBroker] and [Upgrader] are safe for concurrent use; set
+// their fields before first use. A [Client] may run many streams at once;
+// its hooks run on the goroutine reading the stream.
 //
 // A Decoder is used by one goroutine at a time. A Message is plain data and
 // encoding it does not retain it. Events returned by a Decoder may be passed
-// to other goroutines but must not be modified.
+// to other goroutines but must not be modified; any number of goroutines may
+// call [Event.Bytes], [Event.ReadJson] and [Event.ReadXml] on one event at
+// once, while [Event.Data], a reader with a single read position, is for one
+// goroutine at a time.
 //
 // # Spec compliance
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -19,11 +20,17 @@ var ErrInvalidField = errors.New("sse: invalid field")
 //
 // The zero value is an event with no data. Events returned by a [Decoder]
 // (and so by [Notify] and [Client]) are read-only: they may be handed to
-// other goroutines, but must not be modified. To keep allocations below one
-// per event, a Decoder hands out events from shared blocks and leaves their
-// payloads in the block of the stream they were read into; an Event kept
-// alive keeps at most about 36 KiB of its neighbours' memory alive with it
-// (a block of 16 events, the 32 KiB read block and 2 KiB of ids and types).
+// any number of goroutines, which may all call Bytes, ReadJson and ReadXml
+// at once, but must not be modified. Data is the exception: it is a reader,
+// with one read position for everyone holding the event, so at most one
+// goroutine may read it. To keep allocations below one per event, a Decoder
+// hands out events from shared blocks and leaves their payloads in the
+// block of the stream they were read into; an Event kept alive keeps at
+// most about 36 KiB of its neighbours' memory alive with it (a block of 16
+// events, the 32 KiB read block and 2 KiB of ids and types).
+//
+// An Event must not be copied: the Data of a decoded event reads the
+// payload of the original.
 type Event struct {
 	// URI is the URL of the stream the event came from, set by Notify and Client.
 	URI string
@@ -33,11 +40,17 @@ type Event struct {
 	ID string
 	// Type is the event type; "message" when the stream named none.
 	Type string
-	// Data reads the payload: the data lines of the event joined by LF.
+	// Data reads the payload: the data lines of the event joined by LF. It
+	// suits one consumer that streams the payload (io.Copy, json.Decoder),
+	// and it is not safe for concurrent use: goroutines that share an event
+	// use Bytes, ReadJson or ReadXml, which never move Data's position. One
+	// goroutine may read Data while others call those.
 	Data io.Reader
 
-	data []byte
-	off  int // read position of Data when it is the event's own payload reader
+	data    []byte
+	off     int        // read position of Data when it is the event's own payload reader
+	decoded bool       // set by the Decoder, never written after: data is final
+	mu      sync.Mutex // serialises the first Bytes of a hand-built event
 }
 
 // payload is the reader of an Event's own data: Data points back into the
@@ -66,13 +79,22 @@ func (e *Event) setData(b []byte) {
 }
 
 // Bytes returns the payload without copying it. The caller must not modify
-// the result. For an Event built by hand, Bytes reads Data to its end once,
-// keeps the bytes, and resets Data to read them again from the start; a read
-// error is dropped, and Bytes returns what was read before it.
+// the result. Bytes is safe for concurrent use, and on a decoded event it
+// reads nothing but the payload the Decoder left.
 //
-// Bytes is not safe for concurrent use on hand-built events.
+// For an Event built by hand, the first call reads Data to its end, keeps
+// the bytes, and resets Data to read them again from the start; a read
+// error is dropped, and Bytes returns what was read before it. Concurrent
+// calls wait for that first one, so Data must not be read by anyone else
+// until it returns.
 func (e *Event) Bytes() []byte {
-	if _, own := e.Data.(*payload); !own && e.Data != nil {
+	if e.decoded {
+		return e.data
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// Data may be another event's payload reader, which is read like any.
+	if p, _ := e.Data.(*payload); p != (*payload)(e) && e.Data != nil {
 		b, _ := io.ReadAll(e.Data)
 		e.setData(b)
 	}

@@ -71,3 +71,50 @@ func ExampleNotify() {
 	// message: world
 	// end of stream, error: <nil>
 }
+
+// A Client that POSTs a body and sends a fresh bearer token on every
+// connection attempt: Prepare runs before each one, with the attempt's
+// context for the token fetch, and the Client still sends Last-Event-ID
+// itself.
+func ExampleClient_refreshedToken() {
+	var served atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := served.Add(1)
+		if n > 2 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "retry: 10\nid: %d\ndata: %s %s, %s after %q\n\n", n, r.Method, body, r.Header.Get("Authorization"), r.Header.Get("Last-Event-ID"))
+	}))
+	defer srv.Close()
+
+	var tokens atomic.Int32
+	fetchToken := func(ctx context.Context) (string, error) {
+		return fmt.Sprintf("token-%d", tokens.Add(1)), ctx.Err()
+	}
+	c := &sse.Client{
+		HTTPClient: srv.Client(),
+		Method:     http.MethodPost,
+		Body:       []byte(`{"prompt": "hi"}`), // sent again on every attempt
+		Prepare: func(req *http.Request) error {
+			token, err := fetchToken(req.Context())
+			if err != nil {
+				return err // stops the Client
+			}
+			req.Header.Set("Authorization", "Bearer "+token)
+			return nil
+		},
+	}
+	for e, err := range c.Events(context.Background(), srv.URL) {
+		if err != nil {
+			fmt.Println("stopped:", err)
+			break
+		}
+		fmt.Printf("%s\n", e.Bytes())
+	}
+	// Output:
+	// POST {"prompt": "hi"}, Bearer token-1 after ""
+	// POST {"prompt": "hi"}, Bearer token-2 after "1"
+}

@@ -3,12 +3,14 @@ package sse
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Errors returned by [Hub.Serve].
@@ -41,12 +43,35 @@ const maxBatch = 128
 // every event of its topics in order, or is cut off and catches up by
 // replay when it reconnects; never a silent hole.
 //
+// Published events reach subscribers with every field of their [Message],
+// Retry and Comment included, live and in replay alike.
+//
 // A subscriber that arrives with a Last-Event-ID (header or lastEventId
 // query parameter) first receives the events it missed, then live events,
 // with no gap and no duplicate between the two. When the Broker no longer
-// has them all, it receives one event of type ResetType instead, whose data
-// says why: the application should reload its state. That event carries the
-// newest id, so the client resumes from there on its next reconnection.
+// has them all, it receives one event of type ResetType instead: the
+// application should reload its state. That event carries the newest id of
+// the subscriber's topics, so the client resumes from there on its next
+// reconnection, and its data is a JSON object, [ResetData]:
+//
+//	{"reason":"expired","lastEventId":"3f2a9c1e-41","resume":"3f2a9c1e-97"}
+//
+// reason is a [GapReason]: "expired" (the events after lastEventId are no
+// longer kept) or "unknown" (the id is not one the Broker knows: from before
+// a restart, malformed, or another server's); lastEventId is the id the
+// client sent, and resume the id it resumes from, which is also the event's
+// id. Members may be added; those never change.
+//
+// A subscriber without a Last-Event-ID is first told its position: a block
+// with an id and no data ("id: 3f2a9c1e-97", then a blank line), which by
+// the standard sets the client's last event ID without dispatching an
+// event, so that it can resume from there even before its first event.
+// EventSource and this package's [Client] and [Decoder] do so. Some other
+// clients, among them the Go libraries go-sse and r3labs/sse, dispatch it as
+// a "message" event with empty data: such clients should ignore an event
+// without data that only carries an id (or keep its id as their position),
+// and an application whose clients cannot should publish no empty events
+// of its own, so that an empty event is always a position.
 //
 // The zero value is ready to use, with a [MemoryBroker]. Set the fields
 // before first use. All methods are safe for concurrent use.
@@ -67,6 +92,13 @@ type Hub struct {
 	// ResetType is the type of the event that tells a subscriber its
 	// history is gone; "" means DefaultResetType.
 	ResetType string
+	// Recent is how many of each topic's newest events a subscriber
+	// without a Last-Event-ID receives first, before the live ones and
+	// with no gap and no duplicate between the two: a page opened or
+	// reloaded shows the latest history, once. 0 means none, the stream
+	// starts with the current position. It needs a Broker that implements
+	// [RecentBroker], as MemoryBroker does; with another there are none.
+	Recent int
 	// Logger receives evictions, shutdowns and refusals; nil means
 	// slog.Default(). Refusals are logged once per kind a minute, with how
 	// many there were.
@@ -125,8 +157,7 @@ type Hub struct {
 	mu     sync.Mutex // guards the fields below
 	topics map[string]*hubTopic
 	subs   map[*subscriber]struct{}
-	live   int    // subscribers caught up
-	last   string // id of the newest event delivered, for reset events
+	live   int // subscribers caught up
 	closed bool
 
 	subscribed, published, delivered, evicted atomic.Int64
@@ -151,7 +182,6 @@ type subscriber struct {
 	topics  []string
 	feeds   []*hubTopic        // feeds[i] serves topics[i]
 	base    []position         // base[i]: topics[i]'s position before the first event queued for it
-	last    string             // Hub.last when it registered
 	backlog []*PreparedMessage // position, reset or replay: written before the queue
 	skip    map[string]string  // topic → id: live events up to it came by replay
 	gone    bool               // removed from the Hub
@@ -307,14 +337,13 @@ func (h *Hub) Publish(ctx context.Context, topic string, m Message) (string, err
 // deliver is the feed of topic t: it encodes e once and queues it for
 // every subscriber.
 func (h *Hub) deliver(t *hubTopic, e Entry) {
-	pm, err := NewPreparedMessage(Message{ID: e.ID, Type: e.Type, Data: e.Data})
+	pm, err := NewPreparedMessage(e.Message)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.topics[t.name] != t {
 		return // the topic's last subscriber left
 	}
 	t.cursor, t.fed = e.ID, true
-	h.last = e.ID
 	if pm != nil {
 		pm.id, pm.topic = e.ID, t.name
 	}
@@ -392,9 +421,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ([ErrEvicted]), the Hub closes ([ErrHubClosed]), or a write fails. It
 // runs on the caller's goroutine, typically the handler that upgraded c
 // after authenticating the request, and closes c before it returns. Events
-// after c.LastEventID() are replayed first; a subscriber without one is
-// told the current position (an id without an event), so that it can
-// resume from there even before its first event.
+// after c.LastEventID() are replayed first; a subscriber without one gets
+// the Recent events, or is told the current position (an id without an
+// event), so that it can resume from there even before its first event.
 //
 // Topics beyond MaxTopics or MaxTopicLength, or a Hub serving
 // MaxSubscribers streams already, return a [*LimitError] at once: the
@@ -493,7 +522,6 @@ func (h *Hub) register(s *subscriber) ([]*hubTopic, error) {
 			s.base[i] = position{t.cursor, true}
 		} // else the feed's start, once known
 	}
-	s.last = h.last
 	h.subs[s] = struct{}{}
 	h.active.Add(1)
 	return starting, nil
@@ -544,30 +572,40 @@ func (h *Hub) catchUp(s *subscriber) error {
 			s.base[i] = position{t.start, true}
 		}
 	}
-	if after == "" {
-		if id := s.resetID(); id != "" {
-			s.backlog = append(s.backlog, &PreparedMessage{data: appendPosition(nil, id)})
-		}
-		h.mu.Unlock()
-		return nil
-	}
 	h.mu.Unlock()
+	// From here on, s.base is fixed.
+	if _, recent := h.recentBroker(); after == "" && recent == 0 {
+		pos, err := h.positionBlock(s, nil)
+		if pos != nil {
+			s.backlog = append(s.backlog, pos)
+		}
+		return err
+	}
 
-	entries, heads, err := h.broker.Replay(s.conn.callContext(), s.topics, after)
+	entries, heads, err := h.history(s.conn.callContext(), s.topics, after)
+	var reset, pos *PreparedMessage
+	switch {
+	case errors.Is(err, ErrHistoryGap):
+		reset, err = h.reset(s, after, err)
+	case err == nil && after == "":
+		// The recent events end at the heads; a position block after them
+		// tells where, when the newest of them does not (a topic without
+		// events, whose position moved on).
+		pos, err = h.positionBlock(s, heads)
+		if pos != nil && len(entries) > 0 && entries[len(entries)-1].ID == pos.id {
+			pos = nil
+		}
+	}
+	if err != nil {
+		return err
+	}
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.gone {
 		return h.writeErr(s, nil)
 	}
-	if err != nil && !errors.Is(err, ErrHistoryGap) {
-		return err
-	}
-	if err != nil {
-		reset, rerr := NewPreparedMessage(Message{ID: s.resetID(), Type: cmp.Or(h.ResetType, DefaultResetType), Data: []byte(err.Error())})
-		if rerr != nil {
-			return rerr
-		}
+	if reset != nil {
 		s.backlog = append(s.backlog, reset)
 		return nil
 	}
@@ -577,6 +615,9 @@ func (h *Hub) catchUp(s *subscriber) error {
 			continue // it was valid when published; an odd Broker's fault, not the client's
 		}
 		s.backlog = append(s.backlog, pm)
+	}
+	if pos != nil {
+		s.backlog = append(s.backlog, pos)
 	}
 	// Live events queued during the replay; no feed adds any while the
 	// lock is held.
@@ -612,20 +653,62 @@ func (h *Hub) catchUp(s *subscriber) error {
 	return nil
 }
 
-// resetID is where s's live events start: the id a reset event carries,
-// and the position a new subscriber is told. With one topic that is exact;
-// with several, whose order only the Broker knows, the newest event the
-// Hub had delivered stands in, and at worst the client is told to reset
-// once more. The caller holds Hub.mu.
-func (s *subscriber) resetID() string {
-	if len(s.topics) == 1 || s.last == "" {
-		for _, b := range s.base {
-			if b.id != "" {
-				return b.id
-			}
+// position is where s's live events start: the position a new subscriber
+// is told, and the id a reset event carries. With several topics, whose
+// order only the Broker knows, it asks the Broker for the newest.
+func (h *Hub) position(s *subscriber) (string, error) {
+	return h.newest(s, nil)
+}
+
+// newest is the newest of heads, positions of s's topics; nil heads means
+// where s's live events start.
+func (h *Hub) newest(s *subscriber, heads []string) (string, error) {
+	if heads == nil {
+		heads = make([]string, len(s.base))
+		for i, b := range s.base {
+			heads[i] = b.id
 		}
 	}
-	return s.last
+	if len(heads) == 1 {
+		return heads[0], nil
+	}
+	return h.broker.Newest(s.conn.callContext(), s.topics, heads)
+}
+
+// positionBlock is an id without an event at the newest of heads (see
+// newest), or nil when there is no id to tell.
+func (h *Hub) positionBlock(s *subscriber, heads []string) (*PreparedMessage, error) {
+	id, err := h.newest(s, heads)
+	if err != nil || id == "" {
+		return nil, err
+	}
+	return &PreparedMessage{data: appendPosition(nil, id), id: id}, nil
+}
+
+// ResetData is the data of the reset event, JSON-encoded (see [Hub]).
+type ResetData struct {
+	Reason      GapReason `json:"reason"`
+	LastEventID string    `json:"lastEventId"` // the client's
+	Resume      string    `json:"resume"`      // the reset event's id
+}
+
+// reset makes the reset event of s for gap, the error of a Replay after
+// the id after.
+func (h *Hub) reset(s *subscriber, after string, gap error) (*PreparedMessage, error) {
+	resume, err := h.position(s)
+	if err != nil {
+		return nil, err
+	}
+	d := ResetData{Reason: GapUnknown, LastEventID: after, Resume: resume}
+	var g *HistoryGapError
+	if errors.As(gap, &g) && g.Reason != "" {
+		d.Reason = g.Reason
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	return NewPreparedMessage(Message{ID: resume, Type: cmp.Or(h.ResetType, DefaultResetType), Data: data})
 }
 
 // write is the subscriber's writer: the backlog, then whatever is queued,
@@ -722,13 +805,16 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	h.Close()
-	<-drained
+	h.Close() // which waits for the writers as long as it may
 	return err
 }
 
 // Close closes every stream at once and stops the Hub; it closes the
-// Broker when the Hub made it.
+// Broker when the Hub made it. It waits for the subscribers' writers to
+// leave, which they do at once unless a write is stuck where its deadline
+// cannot be cut short (see [Upgrader.WriteTimeout]): it then returns
+// after the Upgrader's WriteTimeout (DefaultWriteTimeout when it is
+// negative), and logs how many were left.
 func (h *Hub) Close() error {
 	h.init()
 	h.stop(h.drain)
@@ -749,7 +835,18 @@ func (h *Hub) Close() error {
 	for _, s := range subs {
 		s.conn.fail(ErrConnectionClosed) // unblocks a writer stuck on a slow client
 	}
-	h.active.Wait()
+	left := make(chan struct{})
+	go func() {
+		h.active.Wait()
+		close(left)
+	}()
+	t := time.NewTimer(closeWait(h.Upgrader.WriteTimeout))
+	defer t.Stop()
+	select {
+	case <-left:
+	case <-t.C:
+		h.logger().Warn("sse: hub closed with writers still blocked in a write that no deadline can cut short", "subscribers", h.Stats().Subscribers)
+	}
 	if h.owned {
 		return h.broker.Close()
 	}

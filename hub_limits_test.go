@@ -1,7 +1,6 @@
 package sse_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,30 +10,11 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/b2ce5911/sse"
 )
-
-// logBuffer collects what a Logger writes, for tests that count lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
@@ -88,8 +68,8 @@ func TestHubRefusesTooManyTopics(t *testing.T) {
 	if s := h.Stats(); s.Topics != 0 || s.Refused != 4 {
 		t.Fatalf("Stats() = %+v: want no topic and 4 refused", s)
 	}
-	if n := strings.Count(log.String(), "limit=MaxTopics"); n != 1 {
-		t.Fatalf("%d log lines for 4 refusals in a row, want 1:\n%s", n, log.String())
+	if n := log.count("limit=MaxTopics"); n != 1 {
+		t.Fatalf("%d log lines for 4 refusals in a row, want 1", n)
 	}
 
 	d := subscribed(t, h, ts, topicQuery("t", sse.DefaultMaxTopics), nil)
@@ -279,8 +259,8 @@ func TestHubAuthorize(t *testing.T) {
 	if code != http.StatusForbidden || body != "forbidden" {
 		t.Fatalf("another user's topic: %d %q", code, body)
 	}
-	if !strings.Contains(log.String(), "secret internal detail") {
-		t.Fatalf("the hook's error is not in the log:\n%s", log.String())
+	if log.count("secret internal detail") != 1 {
+		t.Fatal("the hook's error is not in the log")
 	}
 	code, body, _ = refused(t, ts, "GET", ts.URL+"?topic=user:42", nil)
 	if code != http.StatusUnauthorized || body != "unauthorized" {

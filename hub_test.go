@@ -51,12 +51,18 @@ func publish(t *testing.T, h *sse.Hub, topic string, data ...string) []string {
 // subscribed opens a stream and waits until the hub counts it.
 func subscribed(t *testing.T, h *sse.Hub, ts *httptest.Server, query string, header http.Header) *sse.Decoder {
 	t.Helper()
+	return sse.NewDecoder(subscribedBody(t, h, ts, query, header))
+}
+
+// subscribedBody is subscribed for a test that reads the stream's bytes.
+func subscribedBody(t *testing.T, h *sse.Hub, ts *httptest.Server, query string, header http.Header) io.Reader {
+	t.Helper()
 	before := h.Stats().Subscriptions
-	_, d := open(t, ts.Client(), ts.URL+"?"+query, header)
+	resp, _ := open(t, ts.Client(), ts.URL+"?"+query, header)
 	for h.Stats().Subscriptions == before {
 		time.Sleep(time.Millisecond) // registration happens on the server's goroutine
 	}
-	return d
+	return resp.Body
 }
 
 func TestHubTopicsIsolate(t *testing.T) {

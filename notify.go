@@ -24,8 +24,10 @@ var ErrNilChan = errors.New("sse: nil event channel")
 // Notify connects once to uri and sends every event the stream dispatches
 // on evCh, with [Event.URI] set to uri. It blocks until the stream ends and
 // never closes evCh, which belongs to the caller; a caller that stops
-// receiving blocks Notify. For a stream that reconnects and can be cancelled,
-// use [Client].
+// receiving blocks Notify. It cannot be cancelled but through the context of
+// the request getReq builds, and it does not reconnect: [Client] does both,
+// and its Prepare hook adjusts the request of every attempt, a token
+// refreshed for each one for example.
 //
 // A nil client means [DefaultClient] and a nil getReq means [DefaultGetReq];
 // getReq is called once with method GET and a nil body. The request carries

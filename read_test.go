@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/b2ce5911/sse"
@@ -70,5 +71,77 @@ func TestEventReadHandBuilt(t *testing.T) {
 	var nilEvent *sse.Event
 	if err := nilEvent.ReadXml(&p); err == nil {
 		t.Error("no error for a nil event")
+	}
+}
+
+// TestEventSharedByGoroutines hands one event to many goroutines at once,
+// which call Bytes, ReadJson and ReadXml: every one must see the whole
+// payload, for decoded events and for events built by hand (whose first
+// Bytes reads Data), and with -race no access may race. On a decoded event
+// one goroutine may also read Data meanwhile.
+func TestEventSharedByGoroutines(t *testing.T) {
+	t.Parallel()
+	const jsonData, xmlData = `{"x": 7, "label": "shared"}`, `<point x="7"><label>shared</label></point>`
+	decode := func(stream string) *sse.Event {
+		e, err := sse.NewDecoder(strings.NewReader(stream)).Decode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	tests := []struct {
+		name     string
+		e        *sse.Event
+		payload  string
+		read     func(e *sse.Event, v any) error
+		readData bool // one more goroutine reads Data meanwhile
+	}{
+		{"decoded JSON", decode("data: " + jsonData + "\n\n"), jsonData, (*sse.Event).ReadJson, true},
+		{"decoded XML", decode("data: " + xmlData + "\n\n"), xmlData, (*sse.Event).ReadXml, true},
+		{"hand-built JSON", &sse.Event{Data: strings.NewReader(jsonData)}, jsonData, (*sse.Event).ReadJson, false},
+		{"hand-built XML", &sse.Event{Data: strings.NewReader(xmlData)}, xmlData, (*sse.Event).ReadXml, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			want := readPoint{X: 7, Label: "shared"}
+			if strings.HasPrefix(tt.payload, "<") {
+				want.XMLName = xml.Name{Local: "point"}
+			}
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					if i%2 == 0 {
+						if got := string(tt.e.Bytes()); got != tt.payload {
+							t.Errorf("Bytes = %q, want %q", got, tt.payload)
+						}
+						return
+					}
+					var got readPoint
+					if err := tt.read(tt.e, &got); err != nil || got != want {
+						t.Errorf("decoded %+v, %v; want %+v", got, err, want)
+					}
+				}()
+			}
+			if tt.readData {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					if b, err := io.ReadAll(tt.e.Data); err != nil || string(b) != tt.payload {
+						t.Errorf("Data read %q, %v; want %q", b, err, tt.payload)
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			if got := string(tt.e.Bytes()); got != tt.payload {
+				t.Errorf("Bytes afterwards = %q, want %q", got, tt.payload)
+			}
+		})
 	}
 }

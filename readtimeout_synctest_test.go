@@ -111,7 +111,7 @@ func TestClientSilentServerFakeTime(t *testing.T) {
 			},
 			want: []ev{{"", "message", "b"}},
 			errs: []error{sse.ErrReadTimeout, io.EOF},
-			at:   [][2]time.Duration{{time.Minute, time.Minute}, {time.Minute + time.Second/2, time.Minute + time.Second}},
+			at:   [][2]time.Duration{{time.Minute, time.Minute}, {time.Minute + time.Second, time.Minute + 3*time.Second/2}},
 		},
 		{
 			name: "comments for ten minutes keep the stream",

@@ -2,6 +2,7 @@ package sse
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,11 +14,51 @@ import (
 	"time"
 )
 
-// ErrHistoryGap is returned (wrapped) by [Broker.Replay] when the events
-// after the given id cannot all be replayed: the id is older than the
+// ErrHistoryGap is matched by the error [Broker.Replay] returns when the
+// events after the given id cannot all be replayed: the id is older than the
 // history kept, comes from another epoch (before a restart), or is unknown.
-// The Hub turns it into a reset event.
+// The Hub turns it into a reset event. A Broker returns it as a
+// [*HistoryGapError], which tells why.
 var ErrHistoryGap = errors.New("sse: events after the last event ID are no longer available")
+
+// GapReason says why a Broker cannot replay the events after an id. It is
+// the "reason" of a reset event's data (see [ResetData]), a wire format:
+// its values never change.
+type GapReason string
+
+// Reasons of a [HistoryGapError].
+const (
+	// GapExpired: the id is one the Broker knows, but events after it are
+	// no longer kept (HistoryAge, History, a trimmed or deleted stream).
+	GapExpired GapReason = "expired"
+	// GapUnknown: the Broker does not know the id: it is from another
+	// epoch (before a restart), malformed, from the future, an id set by
+	// the publisher that is no longer kept or that several of the topics
+	// use, or the Broker gave no reason.
+	GapUnknown GapReason = "unknown"
+)
+
+// HistoryGapError is the error of a Broker that cannot replay the events
+// after an id. It matches [ErrHistoryGap] with errors.Is.
+type HistoryGapError struct {
+	Reason GapReason
+	// Err is what the Broker found, for logs; it may be nil.
+	Err error
+}
+
+func (e *HistoryGapError) Error() string {
+	s := ErrHistoryGap.Error() + " (" + string(e.Reason) + ")"
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Is reports whether target is ErrHistoryGap.
+func (e *HistoryGapError) Is(target error) bool { return target == ErrHistoryGap }
+
+// Unwrap returns Err.
+func (e *HistoryGapError) Unwrap() error { return e.Err }
 
 // Entry is one stored event and the topic it was published on.
 type Entry struct {
@@ -44,7 +85,9 @@ type Broker interface {
 	// Publish stores m on topic and returns the id it is known by: m.ID
 	// when set (a Broker that cannot keep ids of its own must refuse them),
 	// otherwise one the Broker assigns. Every feed of the topic then
-	// delivers it.
+	// delivers it, and Replay returns it, with all of its fields, Retry
+	// and Comment included (a Broker that cannot store one must refuse a
+	// message that sets it).
 	Publish(ctx context.Context, topic string, m Message) (id string, err error)
 
 	// Subscribe starts a live feed of topic: deliver is called with every
@@ -58,8 +101,9 @@ type Broker interface {
 	// Replay returns the stored events of topics that came after the event
 	// with id after, oldest first, and heads[i], the position of topics[i]
 	// as read (the id of its newest event, or what Subscribe returns for a
-	// topic without events). When some events are gone it returns an error
-	// wrapping ErrHistoryGap.
+	// topic without events). When some events are gone it returns a
+	// [*HistoryGapError], which tells the Hub the reason for the reset
+	// event (an error that only wraps ErrHistoryGap gives GapUnknown).
 	//
 	// The Hub skips the live events of a topic up to its head when the
 	// head differs from where the topic's feed stands: that is how a feed
@@ -67,6 +111,14 @@ type Broker interface {
 	// an event twice. A head must therefore be an id the feed delivers, or
 	// the feed's own position.
 	Replay(ctx context.Context, topics []string, after string) (entries []Entry, heads []string, err error)
+
+	// Newest returns the newest of ids, where ids[i] is a position of
+	// topics[i] (returned by Subscribe or Replay, or the id of an event a
+	// feed delivered), as one id that Replay of topics takes as a
+	// Last-Event-ID: the events after it are those after every ids[i].
+	// The Hub asks it for the position and the reset event of a
+	// subscriber of several topics.
+	Newest(ctx context.Context, topics, ids []string) (string, error)
 
 	// Close releases the Broker's resources.
 	Close() error
@@ -84,8 +136,19 @@ const (
 // Ids it assigns read "<epoch>-<sequence>": the epoch is random per
 // MemoryBroker, so an id from before a restart is recognised as such, and
 // the sequence is shared by all topics. An id set by the publisher is kept
-// as it is and found again through an index. The zero value is ready to use;
-// set the fields before first use.
+// as it is and belongs to its topic: topics may each count their own ids
+// (a client of several topics that resumes from an id that more than one of
+// them holds gets a reset, since which one it saw is unknown).
+//
+// Memory is bounded by History events per topic and, with HistoryAge, by
+// the events of that age, whether or not a topic publishes again: a timer
+// drops events as they age out, and forgets a topic left without events or
+// subscribers for HistoryAge more. A client that resumes on a forgotten
+// topic from an id older than the events dropped since gets a reset, even
+// if its topic had nothing new: nothing tells otherwise.
+//
+// The zero value is ready to use; set the fields before first use. Close
+// stops the timer.
 type MemoryBroker struct {
 	// History is how many events are kept per topic; 0 means
 	// DefaultHistory.
@@ -96,19 +159,28 @@ type MemoryBroker struct {
 
 	pub sync.Mutex // held from storing an event until every feed has it, to keep feeds in order
 
-	mu     sync.Mutex // guards the fields below; never held while calling out
-	epoch  string
-	seq    uint64
-	topics map[string]*memTopic
-	named  map[string]uint64 // publisher-set ids of stored events
-	feeds  int
-	closed bool
+	mu        sync.Mutex // guards the fields below; never held while calling out
+	epoch     string
+	seq       uint64
+	topics    map[string]*memTopic
+	forgotten uint64      // newest sequence dropped from a topic no longer known: where topics made since start
+	due       memDue      // topics with something to drop or to forget, soonest first
+	timer     *time.Timer // fires at the first due of the time it was armed for
+	timerAt   time.Time   // when timer fires; zero when it is not armed
+	feeds     int
+	closed    bool
 }
 
 type memTopic struct {
-	events  []memEvent // oldest first
-	dropped uint64     // sequence of the newest event no longer kept
+	name    string
+	events  []memEvent        // oldest first
+	named   map[string]uint64 // publisher-set ids of the events kept
+	dropped uint64            // sequence of the newest event no longer kept
+	lastID  string            // its id when the publisher set it, still in named
 	feeds   map[int]func(Entry)
+	idle    time.Time // since when it has had neither events nor feeds
+	at      time.Time // when the timer must look at it again; zero: never
+	index   int       // in MemoryBroker.due, when at is set
 }
 
 type memEvent struct {
@@ -118,23 +190,53 @@ type memEvent struct {
 	Entry
 }
 
+// memDue is a heap of topics by their at.
+type memDue []*memTopic
+
+func (d memDue) Len() int           { return len(d) }
+func (d memDue) Less(i, j int) bool { return d[i].at.Before(d[j].at) }
+func (d memDue) Swap(i, j int) {
+	d[i], d[j] = d[j], d[i]
+	d[i].index, d[j].index = i, j
+}
+func (d *memDue) Push(x any) {
+	t := x.(*memTopic)
+	t.index = len(*d)
+	*d = append(*d, t)
+}
+func (d *memDue) Pop() any {
+	old := *d
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*d = old[:len(old)-1]
+	return t
+}
+
 func (b *MemoryBroker) init() {
 	if b.topics == nil {
 		var e [4]byte
 		rand.Read(e[:])
 		b.epoch = hex.EncodeToString(e[:])
 		b.topics = make(map[string]*memTopic)
-		b.named = make(map[string]uint64)
 	}
 }
 
 func (b *MemoryBroker) topic(name string) *memTopic {
 	t := b.topics[name]
 	if t == nil {
-		t = &memTopic{feeds: make(map[int]func(Entry))}
+		// Whatever this topic held before it was forgotten is at most
+		// b.forgotten: from there on it is known again.
+		t = &memTopic{name: name, dropped: b.forgotten, feeds: make(map[int]func(Entry))}
 		b.topics[name] = t
 	}
 	return t
+}
+
+func (b *MemoryBroker) age() time.Duration {
+	if b.HistoryAge == 0 {
+		return DefaultHistoryAge
+	}
+	return b.HistoryAge
 }
 
 var errBrokerClosed = errors.New("sse: broker closed")
@@ -142,7 +244,6 @@ var errBrokerClosed = errors.New("sse: broker closed")
 // Publish implements [Broker]. It copies m.Data.
 func (b *MemoryBroker) Publish(ctx context.Context, topic string, m Message) (string, error) {
 	m.Data = slices.Clone(m.Data)
-	m.Retry, m.Comment = 0, "" // per-connection matters, not part of history
 	b.pub.Lock()
 	defer b.pub.Unlock()
 
@@ -153,15 +254,19 @@ func (b *MemoryBroker) Publish(ctx context.Context, topic string, m Message) (st
 	}
 	b.init()
 	b.seq++
+	t := b.topic(topic)
 	e := memEvent{seq: b.seq, at: time.Now(), user: m.ID != "", Entry: Entry{Topic: topic, Message: m}}
 	if e.user {
-		b.named[m.ID] = e.seq
+		if t.named == nil {
+			t.named = make(map[string]uint64)
+		}
+		t.named[m.ID] = e.seq
 	} else {
-		e.ID = b.epoch + "-" + strconv.FormatUint(e.seq, 10)
+		e.ID = b.position(e.seq)
 	}
-	t := b.topic(topic)
 	t.events = append(t.events, e)
 	b.prune(t, e.at)
+	b.settle(t, e.at)
 	feeds := make([]func(Entry), 0, len(t.feeds))
 	for _, f := range t.feeds {
 		feeds = append(feeds, f)
@@ -180,24 +285,121 @@ func (b *MemoryBroker) prune(t *memTopic, now time.Time) {
 	if limit <= 0 {
 		limit = DefaultHistory
 	}
-	age := b.HistoryAge
-	if age == 0 {
-		age = DefaultHistoryAge
-	}
+	age := b.age()
 	n := max(len(t.events)-limit, 0)
-	for age > 0 && n < len(t.events) && now.Sub(t.events[n].at) > age {
+	for age > 0 && n < len(t.events) && !now.Before(t.events[n].at.Add(age)) {
 		n++
 	}
 	if n == 0 {
 		return
 	}
+	if t.lastID != "" && t.named[t.lastID] == t.dropped {
+		delete(t.named, t.lastID)
+	}
 	for _, e := range t.events[:n] {
-		if e.user && b.named[e.ID] == e.seq {
-			delete(b.named, e.ID)
+		if e.user && t.named[e.ID] == e.seq {
+			delete(t.named, e.ID)
 		}
 	}
-	t.dropped = t.events[n-1].seq
+	// The newest event dropped stays known by its id: it is where the
+	// topic's feeds stand until the next event, and so its head.
+	last := t.events[n-1]
+	t.dropped, t.lastID = last.seq, ""
+	if _, taken := t.named[last.ID]; last.user && !taken {
+		t.named[last.ID], t.lastID = last.seq, last.ID
+	}
+	if n == len(t.events) {
+		t.events = nil // an idle topic keeps no array
+		return
+	}
 	t.events = slices.Delete(t.events, 0, n) // keep the array: the ring refills it
+}
+
+// settle schedules what t needs next, after a change: its oldest event
+// ages out, or, left without events and feeds, it is forgotten.
+func (b *MemoryBroker) settle(t *memTopic, now time.Time) {
+	age := b.age()
+	var at time.Time
+	switch {
+	case len(t.events) > 0:
+		t.idle = time.Time{}
+		if age > 0 {
+			at = t.events[0].at.Add(age)
+		}
+	case len(t.feeds) > 0:
+		t.idle = time.Time{}
+	case age < 0:
+		b.forget(t) // nothing ages: its history, none, stays exact
+		return
+	default:
+		if t.idle.IsZero() {
+			t.idle = now
+		}
+		at = t.idle.Add(age)
+	}
+	switch {
+	case at.IsZero():
+		if !t.at.IsZero() {
+			heap.Remove(&b.due, t.index)
+		}
+	case t.at.IsZero():
+		t.at = at
+		heap.Push(&b.due, t)
+	case !at.Equal(t.at):
+		t.at = at
+		heap.Fix(&b.due, t.index)
+	}
+	t.at = at
+	b.arm()
+}
+
+// forget drops t, which has neither events nor feeds.
+func (b *MemoryBroker) forget(t *memTopic) {
+	if !t.at.IsZero() {
+		heap.Remove(&b.due, t.index)
+		t.at = time.Time{}
+	}
+	delete(b.topics, t.name)
+	b.forgotten = max(b.forgotten, t.dropped)
+}
+
+// arm makes the timer fire by the first due.
+func (b *MemoryBroker) arm() {
+	if len(b.due) == 0 || b.closed {
+		return // a timer still armed finds nothing to do
+	}
+	at := b.due[0].at
+	if !b.timerAt.IsZero() && !at.Before(b.timerAt) {
+		return
+	}
+	b.timerAt = at
+	if b.timer == nil {
+		b.timer = time.AfterFunc(time.Until(at), b.expire)
+	} else {
+		b.timer.Reset(time.Until(at))
+	}
+}
+
+// expire is the timer: it drops the events that aged out and forgets the
+// topics idle for HistoryAge.
+func (b *MemoryBroker) expire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.timerAt = time.Time{}
+	if b.closed {
+		return
+	}
+	now := time.Now()
+	for len(b.due) > 0 && !now.Before(b.due[0].at) {
+		t := b.due[0]
+		if len(t.events) == 0 && len(t.feeds) == 0 {
+			b.forget(t)
+			continue
+		}
+		b.prune(t, now)
+		b.settle(t, now) // later than now: prune kept only what is younger
+	}
+	b.arm()
 }
 
 // Subscribe implements [Broker].
@@ -212,38 +414,50 @@ func (b *MemoryBroker) Subscribe(ctx context.Context, topic string, deliver func
 	b.feeds++
 	id := b.feeds
 	t.feeds[id] = deliver
+	b.settle(t, time.Now())
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		delete(t.feeds, id)
-		if len(t.feeds) == 0 && len(t.events) == 0 && b.topics[topic] == t {
-			delete(b.topics, topic)
+		if b.topics[topic] == t {
+			b.settle(t, time.Now())
 		}
 		b.mu.Unlock()
 	})
 	return b.head(t), nil
 }
 
-// head is the position of t: its newest event, or for a topic without
-// events an id that stays the same until the next one, which Replay takes
-// as "before everything to come".
+// head is the position of t: the id of its newest event, kept or not (the
+// id a feed last delivered), or an id that stays the same until the next
+// event, which Replay takes as "before everything to come".
 func (b *MemoryBroker) head(t *memTopic) string {
 	if n := len(t.events); n > 0 {
 		return t.events[n-1].ID
 	}
-	return b.epoch + "-" + strconv.FormatUint(t.dropped, 10)
+	if t.lastID != "" {
+		return t.lastID
+	}
+	return b.position(t.dropped)
 }
 
-// Replay implements [Broker].
+// position is the id of sequence seq.
+func (b *MemoryBroker) position(seq uint64) string {
+	return b.epoch + "-" + strconv.FormatUint(seq, 10)
+}
+
+var (
+	errUnknownID   = errors.New("sse: unknown last event ID")
+	errAmbiguousID = errors.New("sse: the last event ID was set by the publisher on several of the topics")
+	errExpired     = errors.New("sse: the last event ID is older than the history kept")
+)
+
+// Replay implements [Broker]. Its errors are [*HistoryGapError]s.
 func (b *MemoryBroker) Replay(ctx context.Context, topics []string, after string) ([]Entry, []string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.init()
-	seq, ok := b.named[after]
-	if !ok {
-		seq, ok = b.parse(after)
-	}
-	if !ok {
-		return nil, nil, errors.Join(ErrHistoryGap, errors.New("sse: unknown last event ID"))
+	seq, err := b.find(topics, after)
+	if err != nil {
+		return nil, nil, err
 	}
 	var events []memEvent
 	heads := make([]string, len(topics))
@@ -251,23 +465,77 @@ func (b *MemoryBroker) Replay(ctx context.Context, topics []string, after string
 	for i, name := range topics {
 		t := b.topics[name]
 		if t == nil {
-			heads[i] = b.head(&memTopic{})
-			continue
+			t = &memTopic{dropped: b.forgotten} // as it would be made
+		} else {
+			b.prune(t, now)
+			b.settle(t, now)
 		}
-		b.prune(t, now)
 		if seq < t.dropped {
-			return nil, nil, errors.Join(ErrHistoryGap, errors.New("sse: last event ID is older than the history kept"))
+			return nil, nil, &HistoryGapError{Reason: GapExpired, Err: errExpired}
 		}
 		j, _ := slices.BinarySearchFunc(t.events, seq+1, func(e memEvent, s uint64) int { return cmp.Compare(e.seq, s) })
 		events = append(events, t.events[j:]...)
 		heads[i] = b.head(t)
 	}
-	slices.SortFunc(events, func(a, b memEvent) int { return cmp.Compare(a.seq, b.seq) })
-	out := make([]Entry, len(events))
-	for i, e := range events {
-		out[i] = e.Entry
+	return inOrder(events), heads, nil
+}
+
+// find returns the sequence of id in topics: a publisher-set id of one of
+// them, or one this broker assigned.
+func (b *MemoryBroker) find(topics []string, id string) (uint64, error) {
+	var in *memTopic
+	var seq uint64
+	for _, name := range topics {
+		t := b.topics[name]
+		if s, ok := t.lookup(id); ok && t != in {
+			if in != nil {
+				return 0, &HistoryGapError{Reason: GapUnknown, Err: errAmbiguousID}
+			}
+			in, seq = t, s
+		}
 	}
-	return out, heads, nil
+	if in != nil {
+		return seq, nil
+	}
+	if s, ok := b.parse(id); ok {
+		return s, nil
+	}
+	return 0, &HistoryGapError{Reason: GapUnknown, Err: errUnknownID}
+}
+
+// lookup finds a publisher-set id of t, which may be nil.
+func (t *memTopic) lookup(id string) (uint64, bool) {
+	if t == nil {
+		return 0, false
+	}
+	seq, ok := t.named[id]
+	return seq, ok
+}
+
+// Newest implements [Broker]. It returns an id of its own ("<epoch>-<n>"),
+// which no publisher-set id can make ambiguous.
+func (b *MemoryBroker) Newest(ctx context.Context, topics, ids []string) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.init()
+	var newest uint64
+	for i, id := range ids {
+		var t *memTopic
+		if i < len(topics) {
+			t = b.topics[topics[i]]
+		}
+		seq, ok := t.lookup(id)
+		if !ok {
+			seq, ok = b.parse(id)
+		}
+		if !ok && t != nil {
+			// A publisher-set id no longer kept: its event was dropped,
+			// and so came no later than the newest dropped.
+			seq = t.dropped
+		}
+		newest = max(newest, seq)
+	}
+	return b.position(newest), nil
 }
 
 // parse reads an id this broker assigned; ids of another epoch, or from
@@ -284,10 +552,15 @@ func (b *MemoryBroker) parse(id string) (uint64, bool) {
 	return seq, true
 }
 
-// Close implements [Broker]: later publishes and subscriptions fail.
+// Close implements [Broker]: later publishes and subscriptions fail, and
+// the timer stops.
 func (b *MemoryBroker) Close() error {
 	b.mu.Lock()
 	b.closed = true
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timerAt = time.Time{}
+	}
 	b.mu.Unlock()
 	return nil
 }

@@ -5,6 +5,8 @@ package sse_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -40,4 +42,67 @@ func TestMemoryBrokerHistoryAge(t *testing.T) {
 			t.Fatalf("from the newest: %v, %v", got, err)
 		}
 	})
+}
+
+// TestMemoryBrokerAgedOutTopicResets: when every event of a topic aged out
+// and a subscriber came and went, a client that missed some is still told
+// to reset, then and once the topic is forgotten.
+func TestMemoryBrokerAgedOutTopicResets(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := &sse.MemoryBroker{HistoryAge: time.Minute}
+		defer b.Close()
+		ctx := context.Background()
+		e1, _ := b.Publish(ctx, "t", sse.Message{Data: []byte("e1")})
+		e2, _ := b.Publish(ctx, "t", sse.Message{Data: []byte("e2")})
+		time.Sleep(2 * time.Minute)
+		sub, leave := context.WithCancel(ctx)
+		b.Subscribe(sub, "t", func(sse.Entry) {})
+		if got, _, err := b.Replay(ctx, []string{"t"}, e2); err != nil || len(got) != 0 {
+			t.Fatalf("from the newest: %v, %v; want nothing, and no gap", got, err)
+		}
+		leave()
+		synctest.Wait()
+		for _, wait := range []time.Duration{0, time.Hour} {
+			time.Sleep(wait)
+			if _, _, err := b.Replay(ctx, []string{"t"}, e1); !errors.Is(err, sse.ErrHistoryGap) {
+				t.Fatalf("after %v more: missed e2, which aged out: %v, want ErrHistoryGap", wait, err)
+			}
+			if got, _, err := b.Replay(ctx, []string{"t"}, e2); err != nil || len(got) != 0 {
+				t.Fatalf("after %v more: from the newest: %v, %v; want nothing, and no gap", wait, got, err)
+			}
+		}
+	})
+}
+
+// TestMemoryBrokerFreesIdleTopics: with HistoryAge, events that aged out
+// are freed even if their topic never publishes again. Not parallel: it
+// measures the heap.
+func TestMemoryBrokerFreesIdleTopics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &sse.MemoryBroker{HistoryAge: 50 * time.Millisecond}
+		defer b.Close()
+		ctx := context.Background()
+		before := liveHeap()
+		data := make([]byte, 32<<10)
+		for i := range 1000 {
+			if _, err := b.Publish(ctx, fmt.Sprint("job-", i), sse.Message{Data: data}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if grown := liveHeap() - before; grown < 30<<20 {
+			t.Fatalf("heap grew by %d bytes holding 1,000 events of 32 KiB: the measure is wrong", grown)
+		}
+		time.Sleep(time.Second)
+		if grown := liveHeap() - before; grown > 2<<20 {
+			t.Fatalf("heap still %d bytes larger long after every event aged out", grown)
+		}
+	})
+}
+
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

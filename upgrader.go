@@ -3,7 +3,9 @@ package sse
 import (
 	"cmp"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,6 +51,15 @@ type Upgrader struct {
 	// 1.5 × WriteTimeout. On HTTP/2, where a passing deadline resets the
 	// stream even between writes, it is set for each write and cleared
 	// after it.
+	//
+	// Write deadlines are set through [net/http.ResponseController], so
+	// they work only when the ResponseWriter, or one it wraps (found
+	// through an Unwrap method), has a SetWriteDeadline method. Behind a
+	// middleware whose wrapper has neither, WriteTimeout has no effect: a
+	// write to a client that stopped reading blocks until net/http closes
+	// the connection (see http.Server.WriteTimeout), and Close cannot cut
+	// it short, so Close and Hub.Close stop waiting for it after
+	// WriteTimeout. Upgrade logs this to Logger, once per Upgrader.
 	WriteTimeout time.Duration
 
 	// CheckRequest, when not nil, runs before anything is written. It may
@@ -69,6 +80,15 @@ type Upgrader struct {
 	// such as github.com/klauspost/compress/gzhttp: events then arrive
 	// compressed, and still one by one.
 	AllowCompression bool
+
+	// Logger receives the warning that write deadlines cannot be set (see
+	// WriteTimeout); nil means slog.Default().
+	Logger *slog.Logger
+
+	// warned is set, atomically, once the warning is logged. A plain
+	// integer rather than an atomic.Bool, whose no-copy marker would make
+	// vet flag every copy of an Upgrader literal.
+	warned uint32
 }
 
 var defaultUpgrader Upgrader
@@ -166,12 +186,19 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		done <- flushed{err: c.sendBytes(c.buf)} // under c.mu, held here
 	}()
 	f := <-done
+	noDeadline := c.noDeadline
 	c.mu.Unlock()
 	if f.panicked {
 		panic(f.p)
 	}
 	if f.err != nil {
 		return nil, f.err
+	}
+	if noDeadline && atomic.CompareAndSwapUint32(&u.warned, 0, 1) {
+		cmp.Or(u.Logger, slog.Default()).Warn("sse: the ResponseWriter cannot set write deadlines, so WriteTimeout has no effect: "+
+			"a client that stops reading blocks writes until net/http closes its connection; "+
+			"give the wrapping ResponseWriter an Unwrap method",
+			"writer", fmt.Sprintf("%T", w))
 	}
 	if c.beats {
 		c.mu.Lock() // beat must not run before c.heartbeat is set

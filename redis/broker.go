@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +71,7 @@ const emptyPosition = "0-0"
 // and appendfsync always for that guarantee. Replay is XRANGE after the
 // given id, and answers [sse.ErrHistoryGap] for an id that is malformed,
 // unknown to the topics, or older than entries Redis no longer keeps.
+// Recent, for [sse.Hub.Recent], is XREVRANGE with a count.
 //
 // Each feed holds one of Client's pooled connections while it blocks, so
 // the pool must be larger than the number of topics a node serves at
@@ -165,10 +165,9 @@ func (b *Broker) check() error {
 }
 
 // Publish implements [sse.Broker]: it appends m to the topic's stream and
-// returns the entry id, which is the event id. m.Retry and m.Comment are not
-// stored (they concern one connection); a set m.ID gives [ErrOwnID]. An
-// error means Redis did not acknowledge the event: it may or may not have
-// been stored.
+// returns the entry id, which is the event id. Type, Data, Retry and Comment
+// are stored; a set m.ID gives [ErrOwnID]. An error means Redis did not
+// acknowledge the event: it may or may not have been stored.
 func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (string, error) {
 	if m.ID != "" {
 		return "", ErrOwnID
@@ -218,12 +217,20 @@ return id
 `)
 
 // fields is how m is stored in an entry. Data is always there, since an
-// entry needs a field; type only when set.
+// entry needs a field; the others only when set, retry in milliseconds as
+// it goes on the wire.
 func fields(m sse.Message) []any {
-	if m.Type == "" {
-		return []any{"data", m.Data}
+	f := []any{"data", m.Data}
+	if m.Type != "" {
+		f = append(f, "type", m.Type)
 	}
-	return []any{"type", m.Type, "data", m.Data}
+	if m.Retry > 0 {
+		f = append(f, "retry", int64((m.Retry+time.Millisecond-1)/time.Millisecond))
+	}
+	if m.Comment != "" {
+		f = append(f, "comment", m.Comment)
+	}
+	return f
 }
 
 // entry reads back what fields stored. Entries written by others without
@@ -236,6 +243,14 @@ func entry(topic string, x redis.XMessage) sse.Entry {
 	}
 	if d, ok := x.Values["data"].(string); ok {
 		e.Data = []byte(d)
+	}
+	if r, ok := x.Values["retry"].(string); ok {
+		if ms, err := strconv.ParseInt(r, 10, 64); err == nil && ms > 0 {
+			e.Retry = time.Duration(ms) * time.Millisecond
+		}
+	}
+	if c, ok := x.Values["comment"].(string); ok {
+		e.Comment = c
 	}
 	return e
 }
@@ -363,25 +378,21 @@ func isNoSuchKey(err error) bool {
 // Replay implements [sse.Broker]. Each topic is read atomically (XINFO
 // STREAM and XRANGE in one MULTI), the topics one after the other; events
 // of several topics are merged by id, which for Redis ids is time order.
-// It answers an error wrapping [sse.ErrHistoryGap] when after is not a
-// stream id, when no topic knows it (not an entry, nor a position given
-// out), or when a topic lost entries after it (trimmed or deleted); other
-// errors are Redis's.
+// It answers an [*sse.HistoryGapError] with reason [sse.GapUnknown] when
+// after is not a stream id or no topic knows it (not an entry, nor a
+// position given out), and [sse.GapExpired] when a topic lost entries after
+// it (trimmed or deleted); other errors are Redis's.
 func (b *Broker) Replay(ctx context.Context, topics []string, after string) ([]sse.Entry, []string, error) {
 	if b.Client == nil {
 		return nil, nil, ErrNoClient
 	}
 	a, ok := parseID(after)
 	if !ok || a == maxID {
-		return nil, nil, errors.Join(sse.ErrHistoryGap, fmt.Errorf("sseredis: last event ID %q is not a stream id", after))
+		return nil, nil, &sse.HistoryGapError{Reason: sse.GapUnknown, Err: fmt.Errorf("sseredis: last event ID %q is not a stream id", after)}
 	}
 	known := a == streamID{}
 	heads := make([]string, len(topics))
-	type sorted struct {
-		id streamID
-		sse.Entry
-	}
-	var all []sorted
+	var all []idEntry
 	for i, topic := range topics {
 		key := b.key(topic)
 		pipe := b.Client.TxPipeline()
@@ -400,26 +411,32 @@ func (b *Broker) Replay(ctx context.Context, topics []string, after string) ([]s
 		}
 		st := info.Val()
 		if err := lost(st, a); err != nil {
-			return nil, nil, errors.Join(sse.ErrHistoryGap, fmt.Errorf("sseredis: topic %q: %w", topic, err))
+			return nil, nil, &sse.HistoryGapError{Reason: sse.GapExpired, Err: fmt.Errorf("sseredis: topic %q: %w", topic, err)}
 		}
 		known = known || len(at.Val()) > 0 || after == st.LastGeneratedID || after == st.MaxDeletedEntryID
 		for _, x := range rest.Val() {
 			id, _ := parseID(x.ID)
-			all = append(all, sorted{id, entry(topic, x)})
+			all = append(all, idEntry{id, entry(topic, x)})
 		}
 		heads[i] = head(st)
 	}
 	if !known {
-		return nil, nil, errors.Join(sse.ErrHistoryGap, fmt.Errorf("sseredis: last event ID %q is unknown to topics %q", after, topics))
+		return nil, nil, &sse.HistoryGapError{Reason: sse.GapUnknown, Err: fmt.Errorf("sseredis: last event ID %q is unknown to topics %q", after, topics)}
 	}
-	if len(topics) > 1 {
-		slices.SortStableFunc(all, func(x, y sorted) int { return x.id.compare(y.id) })
+	return merged(all, len(topics) > 1), heads, nil
+}
+
+// Newest implements [sse.Broker]: stream ids order themselves. An id that
+// is not one (none that the Hub hands over) counts as the oldest.
+func (b *Broker) Newest(ctx context.Context, topics, ids []string) (string, error) {
+	var newest streamID
+	out := emptyPosition
+	for _, id := range ids {
+		if p, ok := parseID(id); ok && p.compare(newest) > 0 {
+			newest, out = p, id
+		}
 	}
-	entries := make([]sse.Entry, len(all))
-	for i, s := range all {
-		entries[i] = s.Entry
-	}
-	return entries, heads, nil
+	return out, nil
 }
 
 // lost tells whether the stream st no longer holds some entry after a.

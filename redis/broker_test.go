@@ -2,6 +2,7 @@ package sseredis_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -114,17 +115,20 @@ func TestHistoryGapResets(t *testing.T) {
 	for _, id := range []string{"1000-0", "3000-0"} {
 		n.client.XAdd(ctx, &redis.XAddArgs{Stream: "sse:topic:sparse", ID: id, Values: []any{"data", id}})
 	}
-	for _, tt := range []struct{ name, topic, id string }{
-		{"trimmed", "t", first},
-		{"trimmed second", "t", second},
-		{"zero position after trimming", "t", "0-0"},
-		{"malformed", "t", "garbage"},
-		{"not canonical", "t", "0" + newest},
-		{"no sequence", "t", ms},
-		{"future", "t", strconv.FormatUint(future+1000, 10) + "-0"},
-		{"max id", "t", "18446744073709551615-18446744073709551615"},
-		{"between entries", "sparse", "2000-0"},
-		{"not a topic's", "empty", newest},
+	for _, tt := range []struct {
+		name, topic, id string
+		reason          sse.GapReason
+	}{
+		{"trimmed", "t", first, sse.GapExpired},
+		{"trimmed second", "t", second, sse.GapExpired},
+		{"zero position after trimming", "t", "0-0", sse.GapExpired},
+		{"malformed", "t", "garbage", sse.GapUnknown},
+		{"not canonical", "t", "0" + newest, sse.GapUnknown},
+		{"no sequence", "t", ms, sse.GapUnknown},
+		{"future", "t", strconv.FormatUint(future+1000, 10) + "-0", sse.GapUnknown},
+		{"max id", "t", "18446744073709551615-18446744073709551615", sse.GapUnknown},
+		{"between entries", "sparse", "2000-0", sse.GapUnknown},
+		{"not a topic's", "empty", newest, sse.GapUnknown},
 	} {
 		s := n.subscribe(t, "topic="+tt.topic, tt.id)
 		e := s.next(t)
@@ -136,8 +140,9 @@ func TestHistoryGapResets(t *testing.T) {
 		if e.id != want {
 			t.Errorf("%s: reset carries id %q, want %q", tt.name, e.id, want)
 		}
-		if !strings.Contains(e.data, "sseredis:") {
-			t.Errorf("%s: reset data %q does not say why", tt.name, e.data)
+		var d sse.ResetData
+		if err := json.Unmarshal([]byte(e.data), &d); err != nil || d != (sse.ResetData{Reason: tt.reason, LastEventID: tt.id, Resume: want}) {
+			t.Errorf("%s: reset data %q (%v), want reason %q, lastEventId %q, resume %q", tt.name, e.data, err, tt.reason, tt.id, want)
 		}
 	}
 	s := n.subscribe(t, "topic=t", first)
@@ -182,7 +187,7 @@ func TestReplay(t *testing.T) {
 		var got []string
 		for _, e := range entries {
 			got = append(got, e.Topic+":"+e.Type+":"+string(e.Data))
-			if e.ID != ids[string(e.Data)] || e.Retry != 0 || e.Comment != "" {
+			if e.ID != ids[string(e.Data)] || e.Retry != time.Second || e.Comment != "c" { // stored whole
 				t.Errorf("entry %+v", e)
 			}
 		}
@@ -192,6 +197,9 @@ func TestReplay(t *testing.T) {
 	}
 	all := []string{"a", "b", "none"}
 	heads := []string{ids["a2"], ids["b2"], "0-0"}
+	if got, err := b.Newest(ctx, all, heads); err != nil || got != ids["b2"] {
+		t.Errorf("Newest(%q) = %q, %v; want %q", heads, got, err, ids["b2"])
+	}
 	check(all, "0-0", []string{"a:x:a1", "b::b1", "a::a2", "b:y:b2"}, heads)
 	check(all, ids["a1"], []string{"b::b1", "a::a2", "b:y:b2"}, heads)
 	check(all, ids["b1"], []string{"a::a2", "b:y:b2"}, heads)
@@ -202,8 +210,9 @@ func TestReplay(t *testing.T) {
 	// After XDEL, an id before the deleted entry has lost it; one after
 	// has not; a stream emptied keeps its last id as position.
 	srv.Client(t).XDel(ctx, "app:topic:b", ids["b2"])
-	if _, _, err := b.Replay(ctx, []string{"b"}, ids["b1"]); !errors.Is(err, sse.ErrHistoryGap) {
-		t.Errorf("replay over a deleted entry: %v, want a gap", err)
+	var gap *sse.HistoryGapError
+	if _, _, err := b.Replay(ctx, []string{"b"}, ids["b1"]); !errors.As(err, &gap) || gap.Reason != sse.GapExpired {
+		t.Errorf("replay over a deleted entry: %v, want a gap of reason expired", err)
 	}
 	check([]string{"b"}, ids["b2"], nil, []string{ids["b1"]})
 	srv.Client(t).XDel(ctx, "app:topic:b", ids["b1"])
@@ -214,8 +223,8 @@ func TestReplay(t *testing.T) {
 	check([]string{"b"}, ids["b2"], nil, []string{ids["b2"]})
 
 	for _, bad := range []string{"", "x", "1", "1-", "-1", "01-1", "1-01", "+1-1", "1-1-1", "1-0 "} {
-		if _, _, err := b.Replay(ctx, all, bad); !errors.Is(err, sse.ErrHistoryGap) {
-			t.Errorf("Replay after %q: %v, want a gap", bad, err)
+		if _, _, err := b.Replay(ctx, all, bad); !errors.As(err, &gap) || gap.Reason != sse.GapUnknown {
+			t.Errorf("Replay after %q: %v, want a gap of reason unknown", bad, err)
 		}
 	}
 }
@@ -544,4 +553,49 @@ func TestMaxLen(t *testing.T) {
 		}
 		br.Close()
 	}
+}
+
+// TestRecent: the newest events of each topic, merged in id order, with
+// the heads Replay gives; a Hub with Recent set starts a new stream with
+// them, then live events of any node.
+func TestRecent(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, false)
+	b := &sseredis.Broker{Client: srv.Client(t), Logger: quiet}
+	defer b.Close()
+	ctx := context.Background()
+	ids := map[string]string{}
+	for _, p := range []struct{ topic, data string }{{"a", "a1"}, {"a", "a2"}, {"b", "b1"}, {"a", "a3"}} {
+		id, err := b.Publish(ctx, p.topic, sse.Message{Data: []byte(p.data)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[p.data] = id
+	}
+	for _, tt := range []struct {
+		n    int
+		want string
+	}{{2, "a:a2 b:b1 a:a3"}, {10, "a:a1 a:a2 b:b1 a:a3"}, {0, ""}} {
+		entries, heads, err := b.Recent(ctx, []string{"a", "b", "none"}, tt.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range entries {
+			got = append(got, e.Topic+":"+string(e.Data))
+			if e.ID != ids[string(e.Data)] {
+				t.Errorf("entry %+v, want id %s", e, ids[string(e.Data)])
+			}
+		}
+		if strings.Join(got, " ") != tt.want || fmt.Sprint(heads) != fmt.Sprint([]string{ids["a3"], ids["b1"], "0-0"}) {
+			t.Errorf("Recent(%d) = %v %v, want %s and heads a3, b1, 0-0", tt.n, got, heads, tt.want)
+		}
+	}
+
+	one := newNode(t, srv, func(n *node) { n.recent = 2 })
+	other := newNode(t, srv)
+	s := one.subscribe(t, "topic=a", "")
+	s.expect(t, "a2", "a3")
+	other.publish(t, "a", "a4")
+	s.expect(t, "a4")
 }

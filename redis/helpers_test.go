@@ -28,6 +28,7 @@ type node struct {
 	client *redis.Client
 	ts     *httptest.Server
 	wrap   sse.Broker // when set, what the Hub uses in front of broker
+	recent int        // the Hub's Recent
 }
 
 // newNode starts a node; configure may change its Broker, or set wrap,
@@ -39,7 +40,7 @@ func newNode(t testing.TB, s *redistest.Server, configure ...func(*node)) *node 
 	for _, f := range configure {
 		f(n)
 	}
-	n.hub = &sse.Hub{Broker: n.broker, Logger: quiet}
+	n.hub = &sse.Hub{Broker: n.broker, Logger: quiet, Recent: n.recent}
 	if n.wrap != nil {
 		n.hub.Broker = n.wrap
 	}

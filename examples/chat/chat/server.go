@@ -1,6 +1,8 @@
 // Package chat is the server of the chat example: rooms are topics of one
-// [sse.Hub], messages come in by POST and go out as events, and a client
-// that reconnects gets what it missed by replay.
+// [sse.Hub], messages come in by POST and go out as events, a client that
+// opens a room gets its recent messages ([sse.Hub.Recent]), and one that
+// reconnects gets what it missed by replay. Who is in a room goes out as
+// events too, and GET /rooms lists the rooms with people in them.
 //
 // It is a package of its own so that the command in examples/chat stays a
 // thin wrapper and tests, the browser test of the e2e module included, can
@@ -58,6 +60,10 @@ const RetryTime = time.Second
 // EventType is the type of the events that carry chat messages.
 const EventType = "message"
 
+// RecentEvents is how many of a room's newest events a page that opens it
+// gets first: its history, messages and presence events together.
+const RecentEvents = 100
+
 // Message is the payload of a chat event, as JSON.
 type Message struct {
 	Name string    `json:"name"`
@@ -79,6 +85,8 @@ type Server struct {
 	broker *sse.MemoryBroker // the history: outlives a Hub, not a Restart
 	hub    *sse.Hub
 	closed bool
+
+	people roster
 }
 
 // New returns a Server that logs to logger (nil means slog.Default()).
@@ -96,6 +104,7 @@ func New(logger *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /{$}", servePage)
 	s.mux.HandleFunc("GET /events", s.serveEvents)
 	s.mux.HandleFunc("POST /send", s.serveSend)
+	s.mux.HandleFunc("GET /rooms", s.serveRooms)
 	return s
 }
 
@@ -103,6 +112,7 @@ func (s *Server) newHub(b sse.Broker) *sse.Hub {
 	return &sse.Hub{
 		Broker:   b,
 		Logger:   s.log,
+		Recent:   RecentEvents,
 		Upgrader: s.upgrader,
 		Topics:   func(r *http.Request) []string { return []string{r.URL.Query().Get("room")} },
 		// Rooms are public: every room named may be read. A private room
@@ -112,8 +122,11 @@ func (s *Server) newHub(b sse.Broker) *sse.Hub {
 	}
 }
 
-// ServeHTTP routes GET / (the page), GET /events?room=NAME (the stream of a
-// room) and POST /send (a message, from a form or JSON).
+// ServeHTTP routes GET / (the page), GET /events?room=NAME[&tab=ID&name=NAME]
+// (the stream of a room; with a tab and a name, its page is in the room's
+// presence events), POST /send (a message, from a form or JSON; it answers
+// the event id as JSON, {"id":"..."}) and GET /rooms (the rooms with people
+// in them, as a JSON array of [Room]).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
@@ -138,12 +151,17 @@ func (s *Server) Send(ctx context.Context, room string, m Message) (string, erro
 	if err != nil {
 		return "", err
 	}
+	return s.publish(ctx, room, sse.Message{Type: EventType, Data: data})
+}
+
+// publish publishes m on room through the Hub in service.
+func (s *Server) publish(ctx context.Context, room string, m sse.Message) (string, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return "", sse.ErrHubClosed
 	}
-	return s.hub.Publish(ctx, room, sse.Message{Type: EventType, Data: data})
+	return s.hub.Publish(ctx, room, m)
 }
 
 // Stats returns the counters of the Hub in service.
@@ -214,8 +232,13 @@ func servePage(w http.ResponseWriter, r *http.Request) {
 // serveEvents upgrades the request and serves it the room's events, from
 // the Hub in service, until the client leaves or the Hub closes.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
-	room := r.URL.Query().Get("room")
-	if err := checkRoom(room); err != nil {
+	q := r.URL.Query()
+	room, tab, name := q.Get("room"), q.Get("tab"), strings.TrimSpace(q.Get("name"))
+	err := checkRoom(room)
+	if err == nil && (tab != "" || name != "") {
+		err = checkPerson(tab, name)
+	}
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -224,7 +247,19 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if tab != "" {
+		// Announced before Serve, so that the page finds itself among the
+		// room's recent events; a page that resumes learns it by replay.
+		s.enter(room, tab, name)
+		defer s.leave(room, tab)
+	}
 	h.ServeHTTP(w, r) // the client reconnects whatever the reason the stream ends
+}
+
+func (s *Server) serveRooms(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(s.Rooms())
 }
 
 // sendRequest is the body of POST /send, as JSON or form fields.
@@ -254,10 +289,15 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 		req = sendRequest{Room: r.PostForm.Get("room"), Name: r.PostForm.Get("name"), Text: r.PostForm.Get("text")}
 	}
 	req.Name, req.Text = strings.TrimSpace(req.Name), strings.TrimSpace(req.Text)
-	_, err := s.Send(r.Context(), req.Room, Message{Name: req.Name, Text: req.Text, Time: time.Now().UTC()})
+	id, err := s.Send(r.Context(), req.Room, Message{Name: req.Name, Text: req.Text, Time: time.Now().UTC()})
 	switch {
 	case err == nil:
-		w.WriteHeader(http.StatusNoContent)
+		// The page marks the message with this id as its own when it
+		// arrives: an id it was told, not a name anyone can take.
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(struct {
+			ID string `json:"id"`
+		}{id})
 	case errors.Is(err, errInvalid):
 		http.Error(w, err.Error(), http.StatusBadRequest)
 	case errors.Is(err, sse.ErrHubClosed):
@@ -305,6 +345,16 @@ func Validate(room, name, text string) error {
 	}
 	return checkField("text", text, MaxText, func(r rune) bool { return r == '\n' || r == '\t' })
 }
+
+// checkPerson checks the tab id and the name of a page in a room.
+func checkPerson(tab, name string) error {
+	if tab == "" || len(tab) > maxTab || strings.Trim(tab, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_") != "" {
+		return invalidError("tab: 1 to 64 letters, digits, - or _")
+	}
+	return checkField("name", name, MaxName, nil)
+}
+
+const maxTab = 64
 
 func checkRoom(room string) error {
 	if err := checkField("room", room, MaxRoom, nil); err != nil {

@@ -33,9 +33,17 @@ func start(t *testing.T) (*chat.Server, *httptest.Server) {
 // empty, and waits until the server has subscribed it.
 func stream(t *testing.T, s *chat.Server, ts *httptest.Server, room, lastID string) *sse.Decoder {
 	t.Helper()
+	d, _ := streamQuery(t, s, ts, url.Values{"room": {room}}, lastID)
+	return d
+}
+
+// streamQuery is stream with the query q; cancel closes the stream.
+func streamQuery(t *testing.T, s *chat.Server, ts *httptest.Server, q url.Values, lastID string) (d *sse.Decoder, cancel func()) {
+	t.Helper()
+	room := q.Get("room")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/events?room="+url.QueryEscape(room), nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/events?"+q.Encode(), nil)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
@@ -51,7 +59,7 @@ func stream(t *testing.T, s *chat.Server, ts *httptest.Server, room, lastID stri
 	for s.Stats().Subscriptions == before {
 		time.Sleep(time.Millisecond) // the server subscribes after it answered
 	}
-	return sse.NewDecoder(resp.Body)
+	return sse.NewDecoder(resp.Body), cancel
 }
 
 // post sends a form to /send and returns the status and the body.
@@ -76,7 +84,7 @@ const form = "application/x-www-form-urlencoded"
 func send(t *testing.T, ts *httptest.Server, room, name, text string) {
 	t.Helper()
 	body := url.Values{"room": {room}, "name": {name}, "text": {text}}.Encode()
-	if code, msg := post(t, ts, form, body); code != http.StatusNoContent {
+	if code, msg := post(t, ts, form, body); code != http.StatusOK {
 		t.Fatalf("send %q to %q: %d %s", text, room, code, msg)
 	}
 }
@@ -129,7 +137,7 @@ func TestSendAndReceive(t *testing.T) {
 	other := stream(t, s, ts, "other", "")
 
 	send(t, ts, "lobby", "ann", "hello <b>all</b>")
-	if code, msg := post(t, ts, "application/json", `{"room":"lobby","name":"bob","text":"  hi\nann  "}`); code != http.StatusNoContent {
+	if code, msg := post(t, ts, "application/json", `{"room":"lobby","name":"bob","text":"  hi\nann  "}`); code != http.StatusOK {
 		t.Fatalf("JSON: %d %s", code, msg)
 	}
 	send(t, ts, "other", "cy", "elsewhere")
@@ -176,13 +184,14 @@ func TestSendRejects(t *testing.T) {
 		{"too large", form, "room=a&name=ann&text=" + strings.Repeat("x", 20000), nil, 400},
 		{"cross-site", form, "room=a&name=ann&text=hi", []string{"Sec-Fetch-Site", "cross-site"}, 403},
 		{"other origin", form, "room=a&name=ann&text=hi", []string{"Origin", "http://evil.example"}, 403},
-		{"same origin", form, "room=a&name=ann&text=hi", []string{"Sec-Fetch-Site", "same-origin", "Origin", ts.URL}, 204},
+		{"same origin", form, "room=a&name=ann&text=hi", []string{"Sec-Fetch-Site", "same-origin", "Origin", ts.URL}, 200},
 	} {
 		if code, msg := post(t, ts, tt.contentType, tt.body, tt.header...); code != tt.want {
 			t.Errorf("%s: %d %s, want %d", tt.name, code, msg, tt.want)
 		}
 	}
-	for _, q := range []string{"", "?room=", "?room=a%00b", "?room=" + strings.Repeat("r", chat.MaxRoom+1)} {
+	for _, q := range []string{"", "?room=", "?room=a%00b", "?room=" + strings.Repeat("r", chat.MaxRoom+1),
+		"?room=a&tab=t1", "?room=a&name=ann", "?room=a&tab=t+1&name=ann", "?room=a&tab=" + strings.Repeat("t", 65) + "&name=ann"} {
 		resp, err := ts.Client().Get(ts.URL + "/events" + q)
 		if err != nil {
 			t.Fatal(err)
@@ -294,7 +303,7 @@ func TestPage(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("%s %s", resp.Status, resp.Header.Get("Content-Type"))
 	}
-	for _, want := range []string{`new EventSource("/events?room="`, `id="state"`, `id="notice"`, "textContent"} {
+	for _, want := range []string{`new EventSource("/events?"`, `id="state"`, `id="notice"`, "textContent"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -359,4 +368,83 @@ func TestHeartbeatThenDrop(t *testing.T) {
 			t.Fatalf("got %v, want the stream to end", err)
 		}
 	}
+}
+
+// TestRecentOnOpen: a page that opens a room, or reloads, gets its recent
+// messages once, then the live ones; the id /send answers is the event's.
+func TestRecentOnOpen(t *testing.T) {
+	t.Parallel()
+	s, ts := start(t)
+	send(t, ts, "lobby", "ann", "one")
+	send(t, ts, "elsewhere", "ann", "not for lobby")
+	code, body := post(t, ts, form, url.Values{"room": {"lobby"}, "name": {"bob"}, "text": {"two"}}.Encode())
+	var sent struct{ ID string }
+	if err := json.Unmarshal([]byte(body), &sent); code != http.StatusOK || err != nil || sent.ID == "" {
+		t.Fatalf("send: %d %q (%v); want the id as JSON", code, body, err)
+	}
+	for range 2 { // open, then reload
+		d, cancel := streamQuery(t, s, ts, url.Values{"room": {"lobby"}}, "")
+		expect(t, d, "one")
+		if id := expect(t, d, "two"); id != sent.ID {
+			t.Fatalf("message two has id %q; /send answered %q", id, sent.ID)
+		}
+		cancel()
+	}
+}
+
+// presence reads the next event of d, which must say who is in the room, and
+// returns their names.
+func presence(t *testing.T, d *sse.Decoder) string {
+	t.Helper()
+	e, err := d.Decode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p chat.Presence
+	if err := e.ReadJson(&p); err != nil || e.Type != chat.PresenceType {
+		t.Fatalf("event %q %q (%v); want presence", e.Type, e.Bytes(), err)
+	}
+	var names []string
+	for _, person := range p.People {
+		names = append(names, person.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// TestPresence: who is in a room goes out when a page comes or goes; a page
+// with two streams (a reload) is one person; GET /rooms lists the room.
+func TestPresence(t *testing.T) {
+	t.Parallel()
+	s, ts := start(t)
+	ann, _ := streamQuery(t, s, ts, url.Values{"room": {"lobby"}, "tab": {"t1"}, "name": {"ann"}}, "")
+	if got := presence(t, ann); got != "ann" {
+		t.Fatalf("ann sees %q", got)
+	}
+	bob, leave := streamQuery(t, s, ts, url.Values{"room": {"lobby"}, "tab": {"t2"}, "name": {"bob"}}, "")
+	if got := presence(t, bob); got != "ann" { // the recent events: ann's arrival, then bob's
+		t.Fatalf("bob sees %q first", got)
+	}
+	for name, d := range map[string]*sse.Decoder{"ann": ann, "bob": bob} {
+		if got := presence(t, d); got != "ann,bob" {
+			t.Fatalf("%s sees %q", name, got)
+		}
+	}
+	// Ann reloads: a second stream of her tab, then the first goes.
+	_, _ = streamQuery(t, s, ts, url.Values{"room": {"lobby"}, "tab": {"t1"}, "name": {"ann"}}, "")
+	resp, err := ts.Client().Get(ts.URL + "/rooms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rooms []chat.Room
+	json.NewDecoder(resp.Body).Decode(&rooms)
+	resp.Body.Close()
+	if len(rooms) != 1 || rooms[0].Name != "lobby" || rooms[0].Streams != 3 {
+		t.Fatalf("GET /rooms: %+v; want lobby with 3 streams", rooms)
+	}
+	leave()
+	if got := presence(t, ann); got != "ann" {
+		t.Fatalf("after bob left, ann sees %q", got)
+	}
+	send(t, ts, "lobby", "ann", "alone")
+	expect(t, ann, "alone") // nothing came for ann's second stream: she was there
 }
