@@ -43,7 +43,7 @@ func (e *LimitError) Error() string {
 	return "sse: over the hub's " + e.Limit + " of " + strconv.Itoa(e.Max)
 }
 
-// Kinds of refusal, each logged on its own (see refusals).
+// Kinds of refusal, each logged on its own (see logRefusal).
 const (
 	refusedTopics = iota
 	refusedTopicLength
@@ -66,7 +66,7 @@ type hubLimits struct {
 	streams atomic.Int64 // admitted and not yet released, ServeHTTP and Serve alike
 	refused atomic.Int64 // streams refused, for Stats
 
-	mu      sync.Mutex     // guards perClient
+	mu      sync.Mutex     // guards clients
 	clients map[string]int // streams per client, for MaxPerClient
 
 	logs [refusalKinds]struct {
