@@ -59,6 +59,37 @@
 // [MemoryBroker] by default, and others, such as Redis Streams, for many
 // nodes.
 //
+// What one request can cost is bounded, each by a Hub field with a default:
+// topics per subscriber (MaxTopics, 16), the length of a topic name
+// (MaxTopicLength, 256 bytes), streams in all (MaxSubscribers, 100,000) and,
+// when asked, per client (MaxPerClient, with ClientAddr behind a proxy), and
+// the data of one event (MaxDataSize, 1 MiB). [Hub.ServeHTTP] answers a
+// request beyond them with 400, 429 or 503 and a short reason, before any
+// work is done on it; [Hub.Serve] and [Hub.Publish] return a [*LimitError].
+//
+// ServeHTTP serves any topic a request names unless [Hub.Authorize] says
+// otherwise. With per-user topics ("user:42"), a common design, set it: it
+// sees the request and the topics asked for, and returns those the request
+// may have, or an error that answers 401 ([ErrUnauthorized]) or 403 without
+// showing the error to the client (see the example of Hub.Authorize). The
+// other way is a handler of one's own that authenticates, upgrades and
+// calls Serve with the topics it chose.
+//
+// After a restart every client reconnects after the retry time it was
+// sent, and browsers, which have no backoff, would all come back at once:
+// each stream is sent [Upgrader.RetryTime] plus a random part of
+// [Upgrader.RetryJitter] (half of RetryTime by default), never less.
+//
+// An EventSource on another origin is a CORS request: with credentials
+// (new EventSource(url, {withCredentials: true}), to send cookies) the
+// response must carry Access-Control-Allow-Origin with that exact origin,
+// never "*", and Access-Control-Allow-Credentials: true, with Vary: Origin.
+// EventSource sends no preflight, its Last-Event-ID header included; a
+// fetch-based client that sets other headers, such as Authorization, does.
+// Any CORS middleware wrapped around the Hub works: the Hub keeps the
+// headers it set, and answers an OPTIONS request that reaches it with 204
+// and no stream.
+//
 // # Client
 //
 // [Client] reads a stream the way a browser's EventSource does: it sends

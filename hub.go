@@ -99,8 +99,53 @@ type Hub struct {
 	// starts with the current position. It needs a Broker that implements
 	// [RecentBroker], as MemoryBroker does; with another there are none.
 	Recent int
-	// Logger receives evictions and shutdowns; nil means slog.Default().
+	// Logger receives evictions, shutdowns and refusals; nil means
+	// slog.Default(). Refusals are logged once per kind a minute, with how
+	// many there were.
 	Logger *slog.Logger
+
+	// The bounds of what one request can cost. Each is refused before any
+	// work is done on it: ServeHTTP answers with a short plain-text reason
+	// (never an error's text), Serve and Publish return a [*LimitError].
+
+	// MaxTopics is how many topics one subscriber may ask for, a topic
+	// named twice counting twice; more answers 400. 0 means
+	// DefaultMaxTopics, a negative value no limit.
+	MaxTopics int
+	// MaxTopicLength is the longest topic name, in bytes, that may be
+	// subscribed to (longer answers 400) or published on. 0 means
+	// DefaultMaxTopicLength, a negative value no limit.
+	MaxTopicLength int
+	// MaxSubscribers is how many streams the Hub serves at once, through
+	// ServeHTTP and Serve together; one more answers 503 with a
+	// Retry-After header. 0 means DefaultMaxSubscribers, a negative value
+	// no limit.
+	MaxSubscribers int
+	// MaxPerClient is how many streams of ServeHTTP one client may hold at
+	// once; one more answers 429 with a Retry-After header. Zero or
+	// negative means no limit, the default: behind a proxy every client
+	// has the proxy's address unless ClientAddr says otherwise.
+	MaxPerClient int
+	// ClientAddr names the client of a request, for MaxPerClient; nil, or
+	// an empty result, means the host of r.RemoteAddr. Behind a proxy it
+	// should read the address the proxy sets, such as the last entry of
+	// X-Forwarded-For, which a client cannot forge past a proxy that
+	// appends to it.
+	ClientAddr func(r *http.Request) string
+	// MaxDataSize is the most bytes of data one event may carry; Publish
+	// refuses a larger one whole. 0 means DefaultMaxDataSize, a negative
+	// value no limit.
+	MaxDataSize int
+
+	// Authorize, when not nil, decides in ServeHTTP which topics a request
+	// may have, once they are within the bounds and before anything is
+	// written: it returns the topics to serve (those asked, or fewer, or
+	// others) or an error. An error that is or wraps ErrUnauthorized
+	// answers 401, any other error, or no topic, 403; the error goes to
+	// the Logger, never to the client. Serve does not call it: a handler
+	// that calls Serve has authorized the request itself. It may be
+	// called by many goroutines at once.
+	Authorize func(r *http.Request, topics []string) ([]string, error)
 
 	once   sync.Once
 	broker Broker
@@ -116,6 +161,7 @@ type Hub struct {
 	closed bool
 
 	subscribed, published, delivered, evicted atomic.Int64
+	limits                                    hubLimits
 }
 
 type hubTopic struct {
@@ -223,6 +269,7 @@ type HubStats struct {
 	Published     int64 // events published through this Hub
 	Delivered     int64 // events queued for a subscriber (each subscriber counts)
 	Evicted       int64 // subscribers cut off for not keeping up
+	Refused       int64 // streams refused by a bound or by Authorize
 }
 
 func (h *Hub) init() {
@@ -257,6 +304,7 @@ func (h *Hub) Stats() HubStats {
 		Published:     h.published.Load(),
 		Delivered:     h.delivered.Load(),
 		Evicted:       h.evicted.Load(),
+		Refused:       h.limits.refused.Load(),
 	}
 }
 
@@ -268,6 +316,9 @@ func (h *Hub) Stats() HubStats {
 func (h *Hub) Publish(ctx context.Context, topic string, m Message) (string, error) {
 	h.init()
 	if err := m.validate(); err != nil {
+		return "", err
+	}
+	if err := h.checkPublish(topic, &m); err != nil {
 		return "", err
 	}
 	h.mu.Lock()
@@ -348,16 +399,16 @@ func (h *Hub) removeLocked(s *subscriber) {
 }
 
 // ServeHTTP upgrades the request and serves it the events of the topics
-// that Topics picks, as Serve does.
+// that Topics picks and Authorize allows, as Serve does, once they are
+// within the Hub's bounds. A request without a topic answers 400, and an
+// OPTIONS request 204 without a stream, which is what a CORS preflight
+// that a middleware lets through needs.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	topics := r.URL.Query()["topic"]
-	if h.Topics != nil {
-		topics = h.Topics(r)
+	topics, client, ok := h.admit(w, r)
+	if !ok {
+		return // admit has answered
 	}
-	if len(topics) == 0 {
-		http.Error(w, "no topic", http.StatusBadRequest)
-		return
-	}
+	defer h.release(client)
 	c, err := h.Upgrader.Upgrade(w, r)
 	if err != nil {
 		return // Upgrade has answered
@@ -373,7 +424,18 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // after c.LastEventID() are replayed first; a subscriber without one gets
 // the Recent events, or is told the current position (an id without an
 // event), so that it can resume from there even before its first event.
+//
+// Topics beyond MaxTopics or MaxTopicLength, or a Hub serving
+// MaxSubscribers streams already, return a [*LimitError] at once: the
+// client sees its stream end, and reconnects after its retry time. A
+// handler that wants to answer such a request with an HTTP status checks
+// before it upgrades.
 func (h *Hub) Serve(c *Conn, topics ...string) error {
+	if err := h.admitConn(topics); err != nil {
+		c.Close()
+		return err
+	}
+	defer h.release("")
 	return h.serve(c, topics)
 }
 

@@ -67,7 +67,7 @@ func next(t *testing.T, d *sse.Decoder) ev {
 func TestUpgradeHeadersBeforeFirstEvent(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	ts := streamServer(t, &sse.Upgrader{RetryTime: 1500 * time.Millisecond}, func(c *sse.Conn, r *http.Request) {
+	ts := streamServer(t, &sse.Upgrader{RetryTime: 1500 * time.Millisecond, RetryJitter: -1}, func(c *sse.Conn, r *http.Request) {
 		<-release
 		c.WriteString("first")
 	})

@@ -24,8 +24,19 @@ const (
 // goroutines at once but must not be changed while it is in use.
 type Upgrader struct {
 	// RetryTime, when positive, is sent at the start of every stream as the
-	// client's reconnection delay, in whole milliseconds.
+	// client's reconnection delay, in whole milliseconds, with RetryJitter
+	// added.
 	RetryTime time.Duration
+
+	// RetryJitter spreads reconnections: each stream is sent RetryTime
+	// plus a random duration of at most RetryJitter, so that the clients a
+	// restart drops together do not all come back at the same moment.
+	// Browsers have no backoff of their own and wait exactly the time they
+	// were sent. Jitter only adds: no client waits less than RetryTime.
+	// Zero means RetryTime/2; a negative value sends RetryTime as it is.
+	// Without RetryTime nothing is sent, and browsers wait their own
+	// default, all alike.
+	RetryJitter time.Duration
 
 	// Heartbeat is how long a stream may stay silent before a comment line
 	// is sent to keep proxies and load balancers from closing it. Zero means
@@ -149,7 +160,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	// Some body bytes go with the headers: proxies such as
 	// httputil.ReverseProxy forward the headers only with the first bytes.
 	c.mu.Lock()
-	c.buf = AppendRetry(c.buf[:0], u.RetryTime)
+	c.buf = AppendRetry(c.buf[:0], u.retry())
 	if len(c.buf) == 0 {
 		c.buf = append(c.buf, heartbeatLine...)
 	}

@@ -114,8 +114,10 @@ SERVE OPTIONS
           Send new subscribers only the events that come after they
           connect, not the recent ones.
     -retry DURATION
-          Reconnection time sent to every subscriber (default: none sent,
-          which browsers take as about 3s).
+          Reconnection time sent to every subscriber, with up to half as
+          much again at random so that they do not all come back at once
+          after a restart (default: none sent, which browsers take as
+          about 3s).
     -allow-origin ORIGIN
           Send Access-Control-Allow-Origin: ORIGIN, so that pages of another
           origin (or * for any) may read the stream.

@@ -6,4 +6,5 @@ import "time"
 // before the Server serves.
 func SetHeartbeat(s *Server, d time.Duration) {
 	s.upgrader.Heartbeat = d
+	s.hub.Upgrader.Heartbeat = d // not in use yet
 }

@@ -109,7 +109,17 @@ func New(logger *slog.Logger) *Server {
 }
 
 func (s *Server) newHub(b sse.Broker) *sse.Hub {
-	return &sse.Hub{Broker: b, Logger: s.log, Recent: RecentEvents}
+	return &sse.Hub{
+		Broker:   b,
+		Logger:   s.log,
+		Recent:   RecentEvents,
+		Upgrader: s.upgrader,
+		Topics:   func(r *http.Request) []string { return []string{r.URL.Query().Get("room")} },
+		// Rooms are public: every room named may be read. A private room
+		// would check here that the request's session belongs to a member,
+		// and return sse.ErrUnauthorized without one.
+		Authorize: func(r *http.Request, rooms []string) ([]string, error) { return rooms, nil },
+	}
 }
 
 // ServeHTTP routes GET / (the page), GET /events?room=NAME[&tab=ID&name=NAME]
@@ -237,17 +247,13 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	c, err := s.upgrader.Upgrade(w, r)
-	if err != nil {
-		return // Upgrade has answered
-	}
 	if tab != "" {
 		// Announced before Serve, so that the page finds itself among the
 		// room's recent events; a page that resumes learns it by replay.
 		s.enter(room, tab, name)
 		defer s.leave(room, tab)
 	}
-	_ = h.Serve(c, room) // it closes c; the client reconnects whatever the reason
+	h.ServeHTTP(w, r) // the client reconnects whatever the reason the stream ends
 }
 
 func (s *Server) serveRooms(w http.ResponseWriter, r *http.Request) {
