@@ -8,7 +8,7 @@ import (
 
 // catchUp prepares what s receives before the events after its cursors: its position, a
 // reset, or the events it missed. The Broker is asked without the Hub's
-// lock; meanwhile live events queue up, and are then reconciled with the
+// lock; meanwhile live events come after its cursors, and are then reconciled with the
 // replay by id: an event is either replayed or live, never both.
 func (h *Hub) catchUp(s *subscriber) error {
 	for _, t := range s.feeds {

@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// Shutdown stops new subscribers and publishes, lets every subscriber's
-// queue drain until ctx ends, then closes every stream. It returns
-// ctx.Err() when the queues did not drain in time.
+// Shutdown stops new subscribers and publishes, lets every subscriber send
+// what is after its cursors until ctx ends, then closes every stream. It
+// returns ctx.Err() when they did not finish in time.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.init()
 	if !h.stop(h.drain) {
