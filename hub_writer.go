@@ -4,10 +4,12 @@ package sse
 // its cursors, coalesced into one write per wake-up (of at most maxBatch
 // events each).
 func (h *Hub) write(s *subscriber) error {
-	if err := h.writeAll(s, s.backlog); err != nil {
-		return err
+	if s.backlog != nil {
+		if err := h.writeAll(s, s.backlog); err != nil {
+			return err
+		}
+		s.backlog = nil
 	}
-	s.backlog = nil
 	// Each channel an idle writer waits on holds a runtime record (a
 	// sudog, about 100 bytes) for as long as it waits, so it waits on
 	// three: the Hub's drain comes through s.wake (Shutdown sends to it),
@@ -17,13 +19,13 @@ func (h *Hub) write(s *subscriber) error {
 		case <-s.wake:
 			if isClosed(h.drain) { // Shutdown: write what is pending, then leave
 				for s.pending() {
-					if err := h.writeLive(s); err != nil {
+					if err := h.writeAll(s, nil); err != nil {
 						return err
 					}
 				}
 				return ErrHubClosed
 			}
-			if err := h.writeLive(s); err != nil {
+			if err := h.writeAll(s, nil); err != nil {
 				return err
 			}
 		case <-s.conn.done:
@@ -34,31 +36,24 @@ func (h *Hub) write(s *subscriber) error {
 	}
 }
 
-// writeAll writes pms, maxBatch events per write.
-func (h *Hub) writeAll(s *subscriber, pms []*PreparedMessage) error {
-	var err error
-	for i := 0; i < len(pms) && err == nil; i += maxBatch {
-		err = s.conn.writePrepared(pms[i:min(i+maxBatch, len(pms))])
-	}
-	if err != nil {
-		return h.writeErr(s, err)
-	}
-	return nil
-}
-
-// writeLive writes what is after s's cursors, as writeAll does; it is
-// writeAll's twin rather than its caller, to keep the writer's stack
+// writeAll writes pms, maxBatch events per write; nil pms means what is
+// after s's cursors. One function for both keeps the writer's stack
 // shallow (see serve).
-func (h *Hub) writeLive(s *subscriber) error {
-	b := batchPool.Get().(*[]*PreparedMessage)
-	pms := h.take(s, (*b)[:0])
+func (h *Hub) writeAll(s *subscriber, pms []*PreparedMessage) error {
+	var b *[]*PreparedMessage
+	if pms == nil {
+		b = batchPool.Get().(*[]*PreparedMessage)
+		pms = h.take(s, (*b)[:0])
+	}
 	var err error
 	for i := 0; i < len(pms) && err == nil; i += maxBatch {
 		err = s.conn.writePrepared(pms[i:min(i+maxBatch, len(pms))])
 	}
-	clear(pms)
-	*b = pms[:0]
-	batchPool.Put(b)
+	if b != nil {
+		clear(pms)
+		*b = pms[:0]
+		batchPool.Put(b)
+	}
 	if err != nil {
 		return h.writeErr(s, err)
 	}
