@@ -29,7 +29,7 @@ var errNoTopic = errors.New("sse: no topic to serve")
 const (
 	// DefaultHubHistory is how many events of each topic a Hub keeps for
 	// the subscribers that have not sent them yet (Hub.History).
-	DefaultHubHistory = 1024
+	DefaultHubHistory = 256
 	// DefaultHubHistoryBytes bounds the encoded size of those events, per
 	// topic (Hub.HistoryBytes).
 	DefaultHubHistoryBytes = 8 << 20
