@@ -1,26 +1,41 @@
 package sse_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/b2ce5911/sse"
 )
 
-// gateWriter is a ResponseWriter whose writes block, once armed, until the
-// test releases them: its subscriber's writer holds one batch while the
-// history behind it fills.
+// gateWriter is a ResponseWriter that keeps what it is written and whose
+// writes block, once armed, until the test opens it: its subscriber's
+// writer holds one batch while the history behind it fills.
 type gateWriter struct {
 	header  http.Header
 	armed   chan struct{} // closed: writes block
 	entered chan struct{} // a blocked write has started
 	release chan struct{} // closed: writes go on
+	once    sync.Once
+	mu      sync.Mutex
+	buf     bytes.Buffer
 }
+
+// newGateWriter returns a gateWriter that the test opens when it ends, if
+// it has not, before the Hub's Close, which waits for the writer.
+func newGateWriter(t *testing.T) *gateWriter {
+	w := &gateWriter{header: http.Header{}, armed: make(chan struct{}), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	t.Cleanup(w.open)
+	return w
+}
+
+func (w *gateWriter) open() { w.once.Do(func() { close(w.release) }) }
 
 func (w *gateWriter) Header() http.Header { return w.header }
 func (w *gateWriter) WriteHeader(int)     {}
@@ -35,7 +50,24 @@ func (w *gateWriter) Write(b []byte) (int, error) {
 		<-w.release
 	default:
 	}
-	return len(b), nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(b)
+}
+
+// events decodes what w was written.
+func (w *gateWriter) events() []*sse.Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []*sse.Event
+	d := sse.NewDecoder(bytes.NewReader(w.buf.Bytes()))
+	for {
+		e, err := d.Decode()
+		if err != nil {
+			return out
+		}
+		out = append(out, e)
+	}
 }
 
 // TestHubHistoryIsExact pins that a topic's history, which grows on
@@ -60,13 +92,7 @@ func TestHubHistoryIsExact(t *testing.T) {
 
 func testHistoryIsExact(t *testing.T, h *sse.Hub, size int) {
 	t.Cleanup(func() { h.Close() })
-	w := &gateWriter{header: http.Header{}, armed: make(chan struct{}), entered: make(chan struct{}, 1), release: make(chan struct{})}
-	released := false
-	t.Cleanup(func() { // before h.Close, which waits for the writer
-		if !released {
-			close(w.release)
-		}
-	})
+	w := newGateWriter(t)
 	// With an event in the topic, a new subscriber is first sent
 	// its position: the batch its writer holds, blocked, below.
 	publish(t, h, "t", "before")
@@ -106,8 +132,7 @@ func testHistoryIsExact(t *testing.T, h *sse.Hub, size int) {
 	if s := h.Stats(); s.Delivered != int64(size) {
 		t.Fatalf("%d events delivered, want %d", s.Delivered, size)
 	}
-	close(w.release)
-	released = true
+	w.open()
 	if err := <-served; !errors.Is(err, sse.ErrEvicted) {
 		t.Fatalf("Serve returned %v, want ErrEvicted", err)
 	}

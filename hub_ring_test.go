@@ -115,56 +115,8 @@ func TestHubBurstWithinHistory(t *testing.T) {
 	}
 }
 
-// recordingGate is a ResponseWriter that keeps what it is written and,
-// once armed, blocks each write until released.
-type recordingGate struct {
-	header  http.Header
-	armed   chan struct{}
-	entered chan struct{}
-	release chan struct{}
-	mu      sync.Mutex
-	buf     bytes.Buffer
-}
-
-func newRecordingGate() *recordingGate {
-	return &recordingGate{header: http.Header{}, armed: make(chan struct{}), entered: make(chan struct{}, 1), release: make(chan struct{})}
-}
-
-func (w *recordingGate) Header() http.Header { return w.header }
-func (w *recordingGate) WriteHeader(int)     {}
-func (w *recordingGate) Flush()              {}
-func (w *recordingGate) Write(b []byte) (int, error) {
-	select {
-	case <-w.armed:
-		select {
-		case w.entered <- struct{}{}:
-		default:
-		}
-		<-w.release
-	default:
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(b)
-}
-
-func (w *recordingGate) events(t *testing.T) []*sse.Event {
-	t.Helper()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var out []*sse.Event
-	d := sse.NewDecoder(bytes.NewReader(w.buf.Bytes()))
-	for {
-		e, err := d.Decode()
-		if err != nil {
-			return out
-		}
-		out = append(out, e)
-	}
-}
-
 // gateSubscribe serves topic of h to w, once the Hub counts it.
-func gateSubscribe(t *testing.T, h *sse.Hub, w *recordingGate, topic string) <-chan error {
+func gateSubscribe(t *testing.T, h *sse.Hub, w *gateWriter, topic string) <-chan error {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -199,16 +151,10 @@ func TestHubEvictedWhenOutOfHistoryReplays(t *testing.T) {
 	const history = 8
 	h := &sse.Hub{History: history, Logger: quiet}
 	t.Cleanup(func() { h.Close() })
-	w := newRecordingGate()
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(w.release)
-		}
-	})
+	w := newGateWriter(t)
 	served := gateSubscribe(t, h, w, "t")
 	publish(t, h, "t", "e1", "e2", "e3")
-	waitFor(t, "the first events to be written", func() bool { return len(w.events(t)) == 3 })
+	waitFor(t, "the first events to be written", func() bool { return len(w.events()) == 3 })
 	close(w.armed)
 	publish(t, h, "t", "e4")
 	<-w.entered // the writer holds e4; the history fills behind it
@@ -220,12 +166,11 @@ func TestHubEvictedWhenOutOfHistoryReplays(t *testing.T) {
 	}
 	publish(t, h, "t", fmt.Sprint("e", 5+history))
 	waitFor(t, "the eviction", func() bool { return h.Stats().Evicted == 1 })
-	close(w.release)
-	released = true
+	w.open()
 	if err := <-served; !errors.Is(err, sse.ErrEvicted) {
 		t.Fatalf("Serve: %v, want ErrEvicted", err)
 	}
-	got := w.events(t)
+	got := w.events()
 	last := got[len(got)-1]
 	n, _ := strconv.Atoi(strings.TrimPrefix(string(last.Bytes()), "e"))
 
@@ -250,13 +195,7 @@ func TestHubBackpressureWaitsForSlowReader(t *testing.T) {
 	const history = 4
 	h := &sse.Hub{History: history, Backpressure: true, Logger: quiet}
 	t.Cleanup(func() { h.Close() })
-	w := newRecordingGate()
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(w.release)
-		}
-	})
+	w := newGateWriter(t)
 	served := gateSubscribe(t, h, w, "t")
 	fast := pipeSubscribe(t, h, "", "t")
 	const events = history + 2
@@ -287,8 +226,7 @@ func TestHubBackpressureWaitsForSlowReader(t *testing.T) {
 		_, err := h.Publish(context.Background(), "t", sse.Message{Data: []byte(fmt.Sprint("e", events-1))})
 		waiting <- err
 	}()
-	close(w.release)
-	released = true
+	w.open()
 	if err := <-waiting; err != nil {
 		t.Fatalf("Publish once room was made: %v", err)
 	}
@@ -297,8 +235,8 @@ func TestHubBackpressureWaitsForSlowReader(t *testing.T) {
 			t.Fatalf("fast reader: got %q, want e%d", got, i)
 		}
 	}
-	waitFor(t, "the slow reader to get everything", func() bool { return len(w.events(t)) == events })
-	for i, e := range w.events(t) {
+	waitFor(t, "the slow reader to get everything", func() bool { return len(w.events()) == events })
+	for i, e := range w.events() {
 		if string(e.Bytes()) != fmt.Sprint("e", i) {
 			t.Fatalf("slow reader: event %d is %q", i, e.Bytes())
 		}
