@@ -181,7 +181,7 @@ type Hub struct {
 	once   sync.Once
 	broker Broker
 	owned  bool          // broker is the Hub's own
-	drain  chan struct{} // closed by Shutdown: writers finish their queues and leave
+	drain  chan struct{} // closed by Shutdown: writers send what is pending and leave
 	done   chan struct{} // closed by Close: writers leave now
 	active sync.WaitGroup
 
