@@ -55,7 +55,11 @@ func pipeSubscribe(t *testing.T, h *sse.Hub, lastID string, topics ...string) *s
 	}
 	served := make(chan error, 1)
 	before := h.Stats().Subscriptions
-	go func() { served <- h.Serve(c, topics...) }()
+	go func() {
+		err := h.Serve(c, topics...)
+		pw.CloseWithError(fmt.Errorf("serve returned: %w", err)) // the Decoder sees the stream end
+		served <- err
+	}()
 	for h.Stats().Subscriptions == before {
 		time.Sleep(time.Millisecond) // registration happens on Serve's goroutine
 	}
