@@ -33,7 +33,7 @@ func start(t *testing.T) (*chat.Server, *httptest.Server) {
 // empty, and waits until the server has subscribed it.
 func stream(t *testing.T, s *chat.Server, ts *httptest.Server, room, lastID string) *sse.Decoder {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang, not a measurement
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/events?room="+url.QueryEscape(room), nil)
 	if lastID != "" {
