@@ -412,7 +412,7 @@ func TestHubShutdownTimesOutOnStuckClient(t *testing.T) {
 	ts := hubServer(t, h)
 	rawSubscribe(t, h, ts, "/?topic=t")
 	payload := strings.Repeat("x", 64<<10)
-	for range 100 { // more than the socket takes: the writer blocks
+	for range 200 { // 12.8 MB, far more than the socket takes (4 MiB at most): the writer blocks
 		publish(t, h, "t", payload)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

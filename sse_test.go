@@ -526,8 +526,10 @@ func TestHTTP2IdleStreamOutlivesWriteTimeout(t *testing.T) {
 		name string
 		u    sse.Upgrader
 	}{
-		{"heartbeat at 1.5 × WriteTimeout", sse.Upgrader{WriteTimeout: 100 * time.Millisecond, Heartbeat: 150 * time.Millisecond}},
-		{"no heartbeat", sse.Upgrader{WriteTimeout: 100 * time.Millisecond, Heartbeat: -1}},
+		// WriteTimeout leaves a loaded machine ample time for each write,
+		// which must not time out either.
+		{"heartbeat at 1.5 × WriteTimeout", sse.Upgrader{WriteTimeout: 400 * time.Millisecond, Heartbeat: 600 * time.Millisecond}},
+		{"no heartbeat", sse.Upgrader{WriteTimeout: 400 * time.Millisecond, Heartbeat: -1}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -539,7 +541,7 @@ func TestHTTP2IdleStreamOutlivesWriteTimeout(t *testing.T) {
 					return
 				}
 				defer c.Close()
-				time.Sleep(400 * time.Millisecond) // silent for 4 × WriteTimeout
+				time.Sleep(1600 * time.Millisecond) // silent for 4 × WriteTimeout
 				writeErr <- c.WriteString("after idle")
 			}))
 			ts.EnableHTTP2 = true
