@@ -122,7 +122,13 @@ func TestHubEvictsFrozenSubscriber(t *testing.T) {
 	payload := strings.Repeat("x", 16<<10)
 	const events = 800 // 12.8 MB: far more than the frozen client's socket buffers hold
 	read := make(chan int, events)
+	readerDone := make(chan struct{})
+	t.Cleanup(func() { // on a failure too: closing the Hub ends the reader's stream
+		h.Close()
+		<-readerDone
+	})
 	go func() {
+		defer close(readerDone)
 		defer close(read)
 		for i := range events {
 			e, err := reader.Decode()
