@@ -528,8 +528,8 @@ func TestHTTP2IdleStreamOutlivesWriteTimeout(t *testing.T) {
 	}{
 		// WriteTimeout leaves a loaded machine ample time for each write,
 		// which must not time out either.
-		{"heartbeat at 1.5 × WriteTimeout", sse.Upgrader{WriteTimeout: 400 * time.Millisecond, Heartbeat: 600 * time.Millisecond}},
-		{"no heartbeat", sse.Upgrader{WriteTimeout: 400 * time.Millisecond, Heartbeat: -1}},
+		{"heartbeat at 1.5 × WriteTimeout", sse.Upgrader{WriteTimeout: 300 * time.Millisecond, Heartbeat: 450 * time.Millisecond}},
+		{"no heartbeat", sse.Upgrader{WriteTimeout: 300 * time.Millisecond, Heartbeat: -1}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -541,7 +541,7 @@ func TestHTTP2IdleStreamOutlivesWriteTimeout(t *testing.T) {
 					return
 				}
 				defer c.Close()
-				time.Sleep(1600 * time.Millisecond) // silent for 4 × WriteTimeout
+				time.Sleep(time.Second) // silent for over 3 × WriteTimeout: twice as long as a deadline reaches
 				writeErr <- c.WriteString("after idle")
 			}))
 			ts.EnableHTTP2 = true
