@@ -53,10 +53,20 @@ func subscribed(t *testing.T, h *sse.Hub, ts *httptest.Server, query string, hea
 	t.Helper()
 	before := h.Stats().Subscriptions
 	_, d := open(t, ts.Client(), ts.URL+"?"+query, header)
-	for h.Stats().Subscriptions == before {
-		time.Sleep(time.Millisecond) // registration happens on the server's goroutine
-	}
+	waitSubscribed(t, h, before)
 	return d
+}
+
+// waitSubscribed waits until h counts more subscriptions than before:
+// registration happens on the server's goroutine.
+func waitSubscribed(t *testing.T, h *sse.Hub, before int64) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); h.Stats().Subscriptions == before; {
+		if time.Now().After(deadline) { // a hang, not a measurement
+			t.Fatalf("the Hub never counted the subscription: stats %+v", h.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestHubTopicsIsolate(t *testing.T) {
@@ -174,9 +184,7 @@ func rawSubscribe(t *testing.T, h *sse.Hub, ts *httptest.Server, path string) {
 	c.(*net.TCPConn).SetReadBuffer(1024)
 	t.Cleanup(func() { c.Close() })
 	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
-	for h.Stats().Subscriptions == n {
-		time.Sleep(time.Millisecond)
-	}
+	waitSubscribed(t, h, n)
 }
 
 func TestHubReplay(t *testing.T) {
