@@ -364,9 +364,7 @@ func TestHubCloseWithoutWriteDeadline(t *testing.T) {
 				defer close(served)
 				h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/?topic=a", nil))
 			}()
-			for h.Stats().Subscribers == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			waitStats(t, h, "had a subscriber", func(s sse.HubStats) bool { return s.Subscribers != 0 })
 			if _, err := h.Publish(context.Background(), "a", sse.Message{Data: []byte("x")}); err != nil {
 				t.Fatal(err)
 			}
