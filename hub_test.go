@@ -67,9 +67,16 @@ func subscribedBody(t *testing.T, h *sse.Hub, ts *httptest.Server, query string,
 // registration happens on the server's goroutine.
 func waitSubscribed(t *testing.T, h *sse.Hub, before int64) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); h.Stats().Subscriptions == before; {
-		if time.Now().After(deadline) { // a hang, not a measurement
-			t.Fatalf("the Hub never counted the subscription: stats %+v", h.Stats())
+	waitStats(t, h, "counted the subscription", func(s sse.HubStats) bool { return s.Subscriptions != before })
+}
+
+// waitStats waits until h's counters satisfy ok, and fails the test after
+// 30 s, which is a bound on a hang, not a measurement.
+func waitStats(t *testing.T, h *sse.Hub, what string, ok func(sse.HubStats) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !ok(h.Stats()); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the Hub never %s: stats %+v", what, h.Stats())
 		}
 		time.Sleep(time.Millisecond)
 	}
