@@ -66,8 +66,10 @@ const (
 // then wins and is kept across connections. The Client never waits less
 // than the reconnection time, as the standard asks (MaxReconnectDelay caps
 // it). While attempts keep failing the wait doubles up to MaxReconnectDelay,
-// and a random jitter of up to half of it is added, so that clients cut off
-// together do not return together; a connection that works resets it. An event cut off by a break is discarded, as the standard says.
+// and a random jitter of up to half of it is added (near the cap, the wait
+// is drawn from the cap's last third instead), so that clients cut off
+// together do not return together; a connection that works resets it. An
+// event cut off by a break is discarded, as the standard says.
 //
 // The Client stops without error on HTTP 204 No Content. It stops with an
 // error on any other status but 200 (a [*StatusError]; RetryStatus may

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -413,6 +414,9 @@ func TestClientRedirectKeepsBodyAndURI(t *testing.T) {
 	}
 }
 
+// TestClientReadTimeout is TestClientSilentServerFakeTime over a real
+// connection, in real time: the ReadTimeout leaves a loaded machine ample
+// time to answer the reconnection, which must not time out.
 func TestClientReadTimeout(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -423,26 +427,33 @@ func TestClientReadTimeout(t *testing.T) {
 		{"silent stream", stubHang("data: a\n\n"), []ev{{"", "message", "a"}, {"", "message", "b"}}},
 		{"no response headers", stubHangBeforeHeaders, []ev{{"", "message", "b"}}},
 	}
+	// The cases run at once in this test's slot of -parallel (GOMAXPROCS
+	// slots): each spends its time waiting, in real time.
+	var wg sync.WaitGroup
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			srv := newStubServer(t, tt.first, stubSend("data: b\n\n"))
-			var errs stubErrorLog
-			c := &sse.Client{HTTPClient: srv.Client(), ReadTimeout: 200 * time.Millisecond, OnError: errs.add}
-			new(stubDelays).install(c)
-			got, err := stubCollect(context.Background(), c, srv.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !equalEvents(got, tt.want) {
-				t.Errorf("events = %q, want %q", got, tt.want)
-			}
-			e := errs.get()
-			if len(e) != 2 || !errors.Is(e[0], sse.ErrReadTimeout) || !errors.Is(e[1], io.EOF) {
-				t.Errorf("OnError got %v, want a read timeout then an end of stream", e)
-			}
-		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.Run(tt.name, func(t *testing.T) {
+				srv := newStubServer(t, tt.first, stubSend("data: b\n\n"))
+				var errs stubErrorLog
+				c := &sse.Client{HTTPClient: srv.Client(), ReadTimeout: time.Second, OnError: errs.add}
+				new(stubDelays).install(c)
+				got, err := stubCollect(context.Background(), c, srv.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !equalEvents(got, tt.want) {
+					t.Errorf("events = %q, want %q", got, tt.want)
+				}
+				e := errs.get()
+				if len(e) != 2 || !errors.Is(e[0], sse.ErrReadTimeout) || !errors.Is(e[1], io.EOF) {
+					t.Errorf("OnError got %v, want a read timeout then an end of stream", e)
+				}
+			})
+		}()
 	}
+	wg.Wait()
 }
 
 // A consumer that takes longer than the read timeout over each event must not

@@ -124,16 +124,20 @@ func (c *Conn) IsOpen() bool {
 // Close ends the stream from any goroutine: a write in progress is
 // unblocked, later writes return ErrConnectionClosed, and Done is closed.
 // When Close returns, the heartbeat has stopped and no write is in
-// progress, so the handler may return; once one Close has returned, no
-// method of c uses the ResponseWriter again. The handler that upgraded the
+// progress (but see below), so the handler may return; once one Close has
+// returned, no method of c starts using the ResponseWriter again. The handler that upgraded the
 // request must call (or defer) Close before it returns: see the package's
 // Concurrency section. The HTTP response ends when the handler returns.
 //
 // Close waits for a write in progress to end, which takes no time when its
 // deadline can be cut short. When it cannot (see [Upgrader.WriteTimeout]),
 // Close gives up waiting after WriteTimeout (DefaultWriteTimeout when
-// WriteTimeout is negative) and returns anyway; the write, stuck on a
-// client that stopped reading, ends when net/http closes its connection.
+// WriteTimeout is negative) and returns anyway, so that it never hangs. The
+// write, stuck on a client that stopped reading, is then still inside the
+// ResponseWriter, until the client's TCP connection fails or
+// http.Server.WriteTimeout, if set, closes it: a handler whose Conn is
+// written to from other goroutines must not return before they have. The
+// Hub's writer runs on the handler's own goroutine, so [Hub.Serve] is safe.
 func (c *Conn) Close() {
 	c.fail(ErrConnectionClosed)
 	if c.heartbeat != nil {

@@ -147,7 +147,10 @@
 // itself. Where write deadlines cannot be set (see
 // [Upgrader.WriteTimeout]), a write stuck on a client that stopped reading
 // cannot be cut short: Close and [Hub.Close] stop waiting for it after
-// WriteTimeout, and it ends when net/http drops the connection.
+// WriteTimeout rather than hang, and the write stays inside the
+// ResponseWriter until the client's connection fails (or
+// http.Server.WriteTimeout closes it), so a handler must not return before
+// its own writing goroutines have.
 //
 // [Hub], [MemoryBroker] and [Upgrader] are safe for concurrent use; set
 // their fields before first use. A [Client] may run many streams at once;

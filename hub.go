@@ -32,7 +32,7 @@ const (
 	DefaultHubHistory = 256
 	// DefaultHubHistoryBytes bounds the encoded size of those events, per
 	// topic (Hub.HistoryBytes).
-	DefaultHubHistoryBytes = 8 << 20
+	DefaultHubHistoryBytes = 64 << 20
 	DefaultResetType       = "reset"
 
 	// Deprecated: DefaultQueueSize was the default of QueueSize; the

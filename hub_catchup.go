@@ -2,14 +2,16 @@ package sse
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 )
 
-// catchUp prepares what s receives before the events after its cursors: its position, a
-// reset, or the events it missed. The Broker is asked without the Hub's
-// lock; meanwhile live events come after its cursors, and are then reconciled with the
-// replay by id: an event is either replayed or live, never both.
+// catchUp prepares what s receives before the events after its cursors:
+// its position, a reset, or the events it missed. The Broker is asked
+// without the Hub's lock; meanwhile live events come after its cursors,
+// and are then reconciled with the replay by id: an event is either
+// replayed or live, never both.
 func (h *Hub) catchUp(s *subscriber) error {
 	for _, t := range s.feeds {
 		select {
@@ -32,30 +34,26 @@ func (h *Hub) catchUp(s *subscriber) error {
 	}
 	h.mu.Unlock()
 	// From here on, s.base is fixed.
-	if _, recent := h.recentBroker(); after == "" && recent == 0 {
-		pos, err := h.positionBlock(s, nil)
-		if pos != nil {
-			s.backlog = append(s.backlog, pos)
-		}
-		return err
-	}
-
-	entries, heads, err := h.history(s.conn.callContext(), s.topics, after)
-	var reset, pos *PreparedMessage
-	switch {
-	case errors.Is(err, ErrHistoryGap):
-		reset, err = h.reset(s, after, err)
-	case err == nil && after == "":
-		// The recent events end at the heads; a position block after them
-		// tells where, when the newest of them does not (a topic without
-		// events, whose position moved on).
-		pos, err = h.positionBlock(s, heads)
-		if pos != nil && len(entries) > 0 && entries[len(entries)-1].ID == pos.id {
-			pos = nil
-		}
-	}
+	ctx := s.conn.callContext()
+	entries, heads, gap, err := h.history(ctx, s, after)
 	if err != nil {
 		return err
+	}
+	var reset, pos *PreparedMessage
+	if gap != nil || after == "" {
+		resume, err := h.newest(ctx, s, heads)
+		if err != nil {
+			return err
+		}
+		switch {
+		case gap != nil:
+			if reset, err = h.reset(s, after, gap, resume); err != nil {
+				return err
+			}
+		case resume != "" && (len(entries) == 0 || entries[len(entries)-1].ID != resume):
+			// The position, unless the newest event told it already.
+			pos = &PreparedMessage{data: appendPosition(nil, resume)}
+		}
 	}
 
 	h.mu.Lock()
@@ -65,7 +63,6 @@ func (h *Hub) catchUp(s *subscriber) error {
 	}
 	if reset != nil {
 		s.backlog = append(s.backlog, reset)
-		return nil
 	}
 	for _, e := range entries {
 		pm, err := NewPreparedMessage(e.Message)
@@ -107,16 +104,11 @@ func (h *Hub) catchUp(s *subscriber) error {
 	return nil
 }
 
-// position is where s's live events start: the position a new subscriber
-// is told, and the id a reset event carries. With several topics, whose
-// order only the Broker knows, it asks the Broker for the newest.
-func (h *Hub) position(s *subscriber) (string, error) {
-	return h.newest(s, nil)
-}
-
-// newest is the newest of heads, positions of s's topics; nil heads means
-// where s's live events start.
-func (h *Hub) newest(s *subscriber, heads []string) (string, error) {
+// newest is where s's live events start once its cursors are reconciled
+// with heads: the position a new subscriber is told, and the id a reset
+// event carries. nil heads means the feeds' own positions, s.base. With
+// several topics, whose order only the Broker knows, it asks the Broker.
+func (h *Hub) newest(ctx context.Context, s *subscriber, heads []string) (string, error) {
 	if heads == nil {
 		heads = make([]string, len(s.base))
 		for i, b := range s.base {
@@ -126,17 +118,7 @@ func (h *Hub) newest(s *subscriber, heads []string) (string, error) {
 	if len(heads) == 1 {
 		return heads[0], nil
 	}
-	return h.broker.Newest(s.conn.callContext(), s.topics, heads)
-}
-
-// positionBlock is an id without an event at the newest of heads (see
-// newest), or nil when there is no id to tell.
-func (h *Hub) positionBlock(s *subscriber, heads []string) (*PreparedMessage, error) {
-	id, err := h.newest(s, heads)
-	if err != nil || id == "" {
-		return nil, err
-	}
-	return &PreparedMessage{data: appendPosition(nil, id), id: id}, nil
+	return h.broker.Newest(ctx, s.topics, heads)
 }
 
 // ResetData is the data of the reset event, JSON-encoded (see [Hub]).
@@ -147,12 +129,8 @@ type ResetData struct {
 }
 
 // reset makes the reset event of s for gap, the error of a Replay after
-// the id after.
-func (h *Hub) reset(s *subscriber, after string, gap error) (*PreparedMessage, error) {
-	resume, err := h.position(s)
-	if err != nil {
-		return nil, err
-	}
+// the id after; the client resumes from resume.
+func (h *Hub) reset(s *subscriber, after string, gap error, resume string) (*PreparedMessage, error) {
 	d := ResetData{Reason: GapUnknown, LastEventID: after, Resume: resume}
 	var g *HistoryGapError
 	if errors.As(gap, &g) && g.Reason != "" {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,5 +147,102 @@ func TestHubLiveAfterPublisherIDAgedOut(t *testing.T) {
 	publish(t, h, "u", "3") // what comes next when "2" was skipped
 	if got := next(t, resumed); got.data != "2" {
 		t.Fatalf("resumed from %q: got %q, want the live event", pos.LastEventID(), got)
+	}
+}
+
+// topicLagBroker holds back the deliveries of one topic's feed until
+// release, as a node whose reader of that topic lags behind the store.
+type topicLagBroker struct {
+	*sse.MemoryBroker
+	lag  string
+	mu   sync.Mutex
+	held []func()
+}
+
+func (b *topicLagBroker) Subscribe(ctx context.Context, topic string, deliver func(sse.Entry)) (string, error) {
+	if topic != b.lag {
+		return b.MemoryBroker.Subscribe(ctx, topic, deliver)
+	}
+	return b.MemoryBroker.Subscribe(ctx, topic, func(e sse.Entry) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.held = append(b.held, func() { deliver(e) })
+	})
+}
+
+func (b *topicLagBroker) release() {
+	b.mu.Lock()
+	held := b.held
+	b.held = nil
+	b.mu.Unlock()
+	for _, f := range held {
+		f()
+	}
+}
+
+// TestHubPositionPastLaggingFeed: with several topics, the position a new
+// subscriber is told, and the id of a reset event, are read from the store,
+// not made of this node's feeds, one of which may lag. Either way the
+// stream that was told the position and a stream resumed from it get the
+// same events after it: none that the position already covers, such as an
+// event stored before it but delivered late.
+func TestHubPositionPastLaggingFeed(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		header http.Header
+	}{
+		{"position", nil},
+		{"reset", http.Header{"Last-Event-Id": {"stale"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := &topicLagBroker{MemoryBroker: &sse.MemoryBroker{}, lag: "a"}
+			h := &sse.Hub{Broker: b}
+			ts := hubServer(t, h)
+			stays := subscribed(t, h, ts, "topic=a&topic=b", nil)
+			publish(t, h, "a", "a1") // stored, held back on its way to this node
+			publish(t, h, "b", "b1")
+
+			br := bufio.NewReader(subscribedBody(t, h, ts, "topic=a&topic=b", tt.header))
+			var pos string
+			var told *sse.Decoder
+			if tt.header == nil {
+				for block := ""; !strings.HasSuffix(block, "\n\n"); {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						t.Fatalf("stream %q then %v", block, err)
+					}
+					block += line
+					if id, ok := strings.CutPrefix(line, "id: "); ok {
+						pos = strings.TrimSuffix(id, "\n")
+					}
+				}
+				told = sse.NewDecoder(br)
+			} else {
+				told = sse.NewDecoder(br)
+				reset := next(t, told)
+				if reset.typ != sse.DefaultResetType {
+					t.Fatalf("got %+v, want a reset", reset)
+				}
+				pos = reset.id
+			}
+			resumed := subscribed(t, h, ts, "topic=a&topic=b", http.Header{"Last-Event-Id": {pos}})
+			b.release()
+			publish(t, h, "b", "b2")
+			b.release()
+
+			for _, w := range []string{"b1", "a1", "b2"} {
+				if got := next(t, stays); got.data != w {
+					t.Fatalf("the stream that stayed got %q, want %q", got.data, w)
+				}
+			}
+			if got := next(t, told).data; got != "b2" {
+				t.Fatalf("the stream told %s then got %q, want b2: a1 came before its position", pos, got)
+			}
+			if got := next(t, resumed).data; got != "b2" {
+				t.Fatalf("resumed from %s: got %q, want b2", pos, got)
+			}
+		})
 	}
 }

@@ -117,9 +117,7 @@ func TestHubFullAnswers503(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	for h.Stats().Subscribers != 2 {
-		time.Sleep(time.Millisecond)
-	}
+	waitStats(t, h, "had 2 subscribers", func(s sse.HubStats) bool { return s.Subscribers == 2 })
 	code, body, after := refused(t, ts, "GET", ts.URL+"?topic=c", nil)
 	if code != http.StatusServiceUnavailable || body != "server full: try again later" || after != "2" {
 		t.Fatalf("%d %q Retry-After %q: want 503 and 2 s, the retry time rounded up", code, body, after)
@@ -143,9 +141,7 @@ func TestHubFullAnswers503(t *testing.T) {
 	}
 
 	leave() // one leaves: there is room again
-	for h.Stats().Subscribers != 1 {
-		time.Sleep(time.Millisecond)
-	}
+	waitStats(t, h, "saw one leave", func(s sse.HubStats) bool { return s.Subscribers == 1 })
 	d = subscribed(t, h, ts, "topic=c", nil)
 	publish(t, h, "c", "in")
 	if got := next(t, d); got.data != "in" {
@@ -325,9 +321,7 @@ func TestHubBehindCORSMiddleware(t *testing.T) {
 		resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("stream: %d %v", resp.StatusCode, resp.Header)
 	}
-	for h.Stats().Subscribers == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitStats(t, h, "had a subscriber", func(s sse.HubStats) bool { return s.Subscribers != 0 })
 	publish(t, h, "t", "cross-origin")
 	if e, err := d.Decode(); err != nil || string(e.Bytes()) != "cross-origin" {
 		t.Fatalf("event: %v %v", e, err)

@@ -59,10 +59,27 @@ func subscribedBody(t *testing.T, h *sse.Hub, ts *httptest.Server, query string,
 	t.Helper()
 	before := h.Stats().Subscriptions
 	resp, _ := open(t, ts.Client(), ts.URL+"?"+query, header)
-	for h.Stats().Subscriptions == before {
-		time.Sleep(time.Millisecond) // registration happens on the server's goroutine
-	}
+	waitSubscribed(t, h, before)
 	return resp.Body
+}
+
+// waitSubscribed waits until h counts more subscriptions than before:
+// registration happens on the server's goroutine.
+func waitSubscribed(t *testing.T, h *sse.Hub, before int64) {
+	t.Helper()
+	waitStats(t, h, "counted the subscription", func(s sse.HubStats) bool { return s.Subscriptions != before })
+}
+
+// waitStats waits until h's counters satisfy ok, and fails the test after
+// 30 s, which is a bound on a hang, not a measurement.
+func waitStats(t *testing.T, h *sse.Hub, what string, ok func(sse.HubStats) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !ok(h.Stats()); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the Hub never %s: stats %+v", what, h.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestHubTopicsIsolate(t *testing.T) {
@@ -128,7 +145,13 @@ func TestHubEvictsFrozenSubscriber(t *testing.T) {
 	payload := strings.Repeat("x", 16<<10)
 	const events = 800 // 12.8 MB: far more than the frozen client's socket buffers hold
 	read := make(chan int, events)
+	readerDone := make(chan struct{})
+	t.Cleanup(func() { // on a failure too: closing the Hub ends the reader's stream
+		h.Close()
+		<-readerDone
+	})
 	go func() {
+		defer close(readerDone)
 		defer close(read)
 		for i := range events {
 			e, err := reader.Decode()
@@ -174,9 +197,7 @@ func rawSubscribe(t *testing.T, h *sse.Hub, ts *httptest.Server, path string) {
 	c.(*net.TCPConn).SetReadBuffer(1024)
 	t.Cleanup(func() { c.Close() })
 	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
-	for h.Stats().Subscriptions == n {
-		time.Sleep(time.Millisecond)
-	}
+	waitSubscribed(t, h, n)
 }
 
 func TestHubReplay(t *testing.T) {
@@ -418,7 +439,7 @@ func TestHubShutdownTimesOutOnStuckClient(t *testing.T) {
 	ts := hubServer(t, h)
 	rawSubscribe(t, h, ts, "/?topic=t")
 	payload := strings.Repeat("x", 64<<10)
-	for range 100 { // more than the socket takes: the writer blocks
+	for range 200 { // 12.8 MB, far more than the socket takes (4 MiB at most): the writer blocks
 		publish(t, h, "t", payload)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

@@ -3,6 +3,7 @@ package sse
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"time"
 )
@@ -26,25 +27,34 @@ type RecentBroker interface {
 
 var _ RecentBroker = (*MemoryBroker)(nil)
 
-// recentBroker returns the Broker that answers Recent, and how many events
-// of each topic a new subscriber gets; nil when it gets none.
-func (h *Hub) recentBroker() (RecentBroker, int) {
+// history is what catchUp writes before the live events of s, asked of
+// the Broker, and the heads it ends at, with which the queue of s is then
+// reconciled; nil heads mean the feeds' own positions.
+//
+// A client with a Last-Event-ID gets the events after it, or when they are
+// gone (gap), none. A new client gets the Recent events; and with several
+// topics, a new client and a reset one get heads the Broker read at once:
+// the feeds of this node may lag behind the store, each in its own way, and
+// a position made of their cursors could stand past an event that one of
+// them has still to deliver, which a client resuming from it would miss.
+func (h *Hub) history(ctx context.Context, s *subscriber, after string) (entries []Entry, heads []string, gap, err error) {
+	if after != "" {
+		entries, heads, err = h.broker.Replay(ctx, s.topics, after)
+		if !errors.Is(err, ErrHistoryGap) {
+			return entries, heads, nil, err
+		}
+		gap, entries, heads = err, nil, nil
+	}
+	n := 0
+	if gap == nil {
+		n = max(h.Recent, 0)
+	}
 	rb, ok := h.broker.(RecentBroker)
-	if !ok || h.Recent <= 0 {
-		return nil, 0
+	if !ok || (n == 0 && len(s.topics) == 1) {
+		return nil, nil, gap, nil
 	}
-	return rb, h.Recent
-}
-
-// history is what catchUp writes before live events: the events after
-// after, or for a new subscriber the recent ones when the Hub keeps some.
-// It is reconciled with the live events in one way either way, by the heads.
-func (h *Hub) history(ctx context.Context, topics []string, after string) ([]Entry, []string, error) {
-	if after == "" {
-		rb, n := h.recentBroker()
-		return rb.Recent(ctx, topics, n)
-	}
-	return h.broker.Replay(ctx, topics, after)
+	entries, heads, err = rb.Recent(ctx, s.topics, n)
+	return entries, heads, gap, err
 }
 
 // Recent implements [RecentBroker]: the newest n events kept of each topic,

@@ -212,9 +212,7 @@ func TestHubSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	for h.Stats().Subscriptions == before {
-		time.Sleep(time.Millisecond)
-	}
+	waitSubscribed(t, h, before)
 	subscribed(t, h, ts, "topic=a&topic=b", nil)
 	if a, b, c := h.Subscribers("a"), h.Subscribers("b"), h.Subscribers("c"); a != 2 || b != 1 || c != 0 {
 		t.Fatalf("subscribers a %d, b %d, c %d; want 2, 1, 0", a, b, c)

@@ -56,10 +56,12 @@ type Upgrader struct {
 	// they work only when the ResponseWriter, or one it wraps (found
 	// through an Unwrap method), has a SetWriteDeadline method. Behind a
 	// middleware whose wrapper has neither, WriteTimeout has no effect: a
-	// write to a client that stopped reading blocks until net/http closes
-	// the connection (see http.Server.WriteTimeout), and Close cannot cut
-	// it short, so Close and Hub.Close stop waiting for it after
-	// WriteTimeout. Upgrade logs this to Logger, once per Upgrader.
+	// write to a client that stopped reading blocks until its TCP
+	// connection fails or http.Server.WriteTimeout, if set, closes it, and
+	// Close cannot cut it short: Close and Hub.Close stop waiting for it
+	// after WriteTimeout, so that they never hang, and a handler must then
+	// not return before its own goroutines' writes have (see
+	// [Conn.Close]). Upgrade logs this to Logger, once per Upgrader.
 	WriteTimeout time.Duration
 
 	// CheckRequest, when not nil, runs before anything is written. It may
@@ -196,7 +198,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	}
 	if noDeadline && atomic.CompareAndSwapUint32(&u.warned, 0, 1) {
 		cmp.Or(u.Logger, slog.Default()).Warn("sse: the ResponseWriter cannot set write deadlines, so WriteTimeout has no effect: "+
-			"a client that stops reading blocks writes until net/http closes its connection; "+
+			"a client that stops reading blocks writes, and Close cannot cut them short; "+
 			"give the wrapping ResponseWriter an Unwrap method",
 			"writer", fmt.Sprintf("%T", w))
 	}

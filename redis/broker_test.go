@@ -276,6 +276,9 @@ func TestRedisRestart(t *testing.T) {
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	// The publisher ends before the test does, on a failure too.
+	stopPublisher := sync.OnceFunc(func() { close(stop); <-done })
+	defer stopPublisher()
 	go func() {
 		defer close(done)
 		for i := 0; ; i++ {
@@ -314,8 +317,7 @@ func TestRedisRestart(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	srv.Restart(t)
 	waitFor(count() + 100)
-	close(stop)
-	<-done
+	stopPublisher()
 
 	for i, s := range subs {
 		seen := map[string]bool{}
@@ -466,7 +468,7 @@ func feeds() int {
 
 func eventually(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // a hang, not a measurement
 	for !ok() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s:\n%s", what, strings.Join(goroutines(), "\n\n"))

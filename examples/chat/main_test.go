@@ -11,7 +11,8 @@ import (
 )
 
 // TestRunShutsDownGracefully serves the chat, opens a stream, and checks
-// that cancelling run's context ends the stream and run itself, quickly.
+// that cancelling run's context ends the stream and run itself, within
+// shutdownTime: run reports a drain that ran out of it as an error.
 func TestRunShutsDownGracefully(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -30,7 +31,6 @@ func TestRunShutsDownGracefully(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatal(resp.Status)
 	}
-	start := time.Now()
 	cancel()
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 		t.Fatalf("stream: %v", err)
@@ -40,10 +40,7 @@ func TestRunShutsDownGracefully(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(shutdownTime + time.Second):
+	case <-time.After(shutdownTime + 30*time.Second): // a hang, not a measurement
 		t.Fatal("run did not return")
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("shutdown took %v", d)
 	}
 }
