@@ -197,7 +197,7 @@ type Hub struct {
 }
 
 // A subscriber's fields are guarded by Hub.mu, except evicted, next[i],
-// guarded by feeds[i].mu, and backlog, which its writer owns.
+// guarded by feeds[i].mu, and backlog and batch, which its writer owns.
 type subscriber struct {
 	conn    *Conn
 	topics  []string
@@ -205,6 +205,7 @@ type subscriber struct {
 	next    []uint64           // next[i]: ring position in feeds[i] of the next event to send
 	base    []position         // base[i]: topics[i]'s position before next[i] at registration
 	backlog []*PreparedMessage // position, reset or replay: written before the live events
+	batch   []*PreparedMessage // the writer's, kept between takes while small
 	skip    map[string]string  // topic → id: live events up to it came by replay
 	gone    bool               // removed from the Hub
 	live    bool               // caught up: every later event reaches it; counted in Stats

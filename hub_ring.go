@@ -90,9 +90,6 @@ func (t *hubTopic) trim() {
 	t.ring.dropTo(low)
 }
 
-// batchPool holds the writers' batches: an idle subscriber holds none.
-var batchPool = sync.Pool{New: func() any { return new([]*PreparedMessage) }}
-
 // take appends to b what s has to send, from its cursors to the heads of
 // its topics, in publish order, and moves its cursors past them.
 func (h *Hub) take(s *subscriber, b []*PreparedMessage) []*PreparedMessage {
@@ -104,6 +101,12 @@ func (h *Hub) take(s *subscriber, b []*PreparedMessage) []*PreparedMessage {
 	limit := h.seq.Load()
 	for i, t := range s.feeds {
 		t.mu.Lock()
+		if _, ok := t.subs[s]; !ok {
+			// s was evicted or left: its cursor is no one's business, and
+			// must not move the ring's start for those who stay.
+			t.mu.Unlock()
+			continue
+		}
 		p := max(s.next[i], t.ring.start) // a cursor out of the ring is evicted: deliver saw it
 		for ; p < t.ring.end; p++ {
 			pm := t.ring.at(p)
@@ -138,7 +141,8 @@ func (h *Hub) take(s *subscriber, b []*PreparedMessage) []*PreparedMessage {
 func (s *subscriber) pending() bool {
 	for i, t := range s.feeds {
 		t.mu.Lock()
-		more := s.next[i] < t.ring.end
+		_, ok := t.subs[s]
+		more := ok && s.next[i] < t.ring.end
 		t.mu.Unlock()
 		if more {
 			return true

@@ -36,23 +36,29 @@ func (h *Hub) write(s *subscriber) error {
 	}
 }
 
+// maxKeptBatch is the most slots a writer keeps between takes.
+const maxKeptBatch = 512
+
 // writeAll writes pms, maxBatch events per write; nil pms means what is
 // after s's cursors. One function for both keeps the writer's stack
 // shallow (see serve).
 func (h *Hub) writeAll(s *subscriber, pms []*PreparedMessage) error {
-	var b *[]*PreparedMessage
-	if pms == nil {
-		b = batchPool.Get().(*[]*PreparedMessage)
-		pms = h.take(s, (*b)[:0])
+	live := pms == nil
+	if live {
+		pms = h.take(s, s.batch)
 	}
 	var err error
 	for i := 0; i < len(pms) && err == nil; i += maxBatch {
 		err = s.conn.writePrepared(pms[i:min(i+maxBatch, len(pms))])
 	}
-	if b != nil {
+	if live {
+		// The batch is kept for the next take unless a burst made it
+		// larger than the two queue slices a subscriber used to keep.
 		clear(pms)
-		*b = pms[:0]
-		batchPool.Put(b)
+		s.batch = nil
+		if cap(pms) <= maxKeptBatch {
+			s.batch = pms[:0]
+		}
 	}
 	if err != nil {
 		return h.writeErr(s, err)
