@@ -639,12 +639,12 @@ func TestHubConnectDisconnectCycles(t *testing.T) {
 }
 
 // TestHubFrozenClientWriteTimeout subscribes a client that never reads to
-// a Hub whose queue is too large to fill first: the write deadline must cut
+// a Hub whose history is too large to fill first: the write deadline must cut
 // it off, Serve must say so, and the Hub must forget it, while a client that
 // reads gets every event.
 func TestHubFrozenClientWriteTimeout(t *testing.T) {
 	t.Parallel()
-	h := &sse.Hub{QueueSize: 1 << 14, Upgrader: sse.Upgrader{WriteTimeout: 100 * time.Millisecond}, Logger: quiet}
+	h := &sse.Hub{History: 1 << 14, HistoryBytes: 1 << 30, Upgrader: sse.Upgrader{WriteTimeout: 100 * time.Millisecond}, Logger: quiet}
 	t.Cleanup(func() { h.Close() })
 	served := make(chan error, 4)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -387,6 +387,7 @@ func (c *Conn) writePrepared(pms []*PreparedMessage) error {
 type PreparedMessage struct {
 	data      []byte
 	id, topic string // where a Hub got it from, to tell replayed from live
+	seq       uint64 // the Hub's stamp, to merge topics in publish order
 }
 
 // NewPreparedMessage encodes m. An invalid field returns an error wrapping

@@ -45,10 +45,12 @@
 // # Hub
 //
 // A [Hub] serves topics to many clients: [Hub.Publish] encodes an event once
-// and queues the same bytes for every subscriber. A publisher never waits for
-// a subscriber; one whose bounded queue is full is disconnected, and catches
-// up by replay when it reconnects with Last-Event-ID, so a client sees every
-// event of its topics in order or is cut off, never a silent hole. When the
+// and keeps it once, in its topic's history, which every subscriber reads
+// from its own cursor at its own pace. A publisher never waits for a
+// subscriber (unless [Hub.Backpressure] asks it to); one whose unsent events
+// fall out of that bounded history is disconnected, and catches up by replay
+// when it reconnects with Last-Event-ID, so a client sees every event of its
+// topics in order or is cut off, never a silent hole. When the
 // history no longer reaches back to a client's Last-Event-ID (too old, or
 // from before a restart: ids carry an epoch), it receives a reset event
 // instead, whose JSON data ([ResetData]) says why and from which id it

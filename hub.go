@@ -3,14 +3,12 @@ package sse
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Errors returned by [Hub.Serve].
@@ -18,9 +16,10 @@ var (
 	// ErrHubClosed is returned by Publish and Serve once the Hub is shutting
 	// down or closed.
 	ErrHubClosed = errors.New("sse: hub closed")
-	// ErrEvicted is returned by Serve when the subscriber's queue was full:
-	// its client could not keep up, and was cut off so that it reconnects
-	// and catches up by replay rather than miss events silently.
+	// ErrEvicted is returned by Serve when the events the subscriber had
+	// still to send fell out of the Hub's history: its client could not
+	// keep up, and was cut off so that it reconnects and catches up by
+	// replay rather than miss events silently.
 	ErrEvicted = errors.New("sse: subscriber evicted: it could not keep up")
 )
 
@@ -28,20 +27,32 @@ var errNoTopic = errors.New("sse: no topic to serve")
 
 // Defaults of [Hub].
 const (
+	// DefaultHubHistory is how many events of each topic a Hub keeps for
+	// the subscribers that have not sent them yet (Hub.History).
+	DefaultHubHistory = 256
+	// DefaultHubHistoryBytes bounds the encoded size of those events, per
+	// topic (Hub.HistoryBytes).
+	DefaultHubHistoryBytes = 64 << 20
+	DefaultResetType       = "reset"
+
+	// Deprecated: DefaultQueueSize was the default of QueueSize; the
+	// bound is now History, per topic, with DefaultHubHistory.
 	DefaultQueueSize = 256
-	DefaultResetType = "reset"
 )
 
-// maxBatch bounds how many queued events one write coalesces.
+// maxBatch bounds how many events one write coalesces.
 const maxBatch = 128
 
-// Hub fans events out to subscribers of topics. Publishing encodes an event
-// once and hands the same bytes to every subscriber of its topic; each
-// subscriber has a bounded queue and a writer that sends whatever is queued
-// in one write and one flush. A publisher never waits for a subscriber: a
-// subscriber whose queue is full is disconnected, so that a client gets
-// every event of its topics in order, or is cut off and catches up by
-// replay when it reconnects; never a silent hole.
+// Hub fans events out to subscribers of topics. Each topic's recent events
+// are encoded once and kept once, in a history bounded by History events
+// and HistoryBytes bytes; a subscriber is a cursor into the histories of
+// its topics, and its writer sends everything from its cursor to the
+// newest event in one write and one flush, at its own pace. A subscriber
+// that lags is not cut off while the events it has still to send are kept;
+// when they are not, it is disconnected, so that a client gets every event
+// of its topics in order, or is cut off and catches up by replay when it
+// reconnects; never a silent hole. A publisher never waits for a
+// subscriber, unless Backpressure asks it to.
 //
 // Published events reach subscribers with every field of their [Message],
 // Retry and Comment included, live and in replay alike.
@@ -83,8 +94,28 @@ type Hub struct {
 	// Upgrader opens the streams of ServeHTTP: heartbeats, write timeouts
 	// and retry time come from it.
 	Upgrader Upgrader
-	// QueueSize is how many events may wait for one subscriber before it
-	// is evicted; 0 means DefaultQueueSize.
+	// History is how many of each topic's events the Hub keeps for its
+	// subscribers: a subscriber is evicted when an event it has not sent
+	// would be dropped to stay within it. 0 means QueueSize when that is
+	// set, else DefaultHubHistory.
+	History int
+	// HistoryBytes bounds the encoded size of the events kept per topic
+	// in the same way; the newest event is kept whatever its size. 0 means
+	// DefaultHubHistoryBytes.
+	HistoryBytes int
+	// Backpressure, when true, makes Publish wait, until its ctx ends,
+	// for room in the topic's history behind the slowest subscriber of
+	// this Hub instead of evicting it: for pipelines that would rather
+	// slow the publisher down. A Publish whose ctx ends first publishes
+	// nothing and returns ctx.Err(). Events that no Publish of this Hub
+	// waited for (another node's, or one that a Broker delivers after its
+	// Publish returned) may then take a history up to twice its bounds
+	// before a subscriber is evicted. A frozen client is still cut off by
+	// its write deadline (Upgrader.WriteTimeout), and its room is made.
+	Backpressure bool
+	// Deprecated: QueueSize is the History of a Hub that sets none. The
+	// events a subscriber waits for are kept once per topic now, not per
+	// subscriber.
 	QueueSize int
 	// Topics picks the topics of a request in ServeHTTP; nil means the
 	// values of the "topic" query parameter. No topic answers 400.
@@ -150,7 +181,7 @@ type Hub struct {
 	once   sync.Once
 	broker Broker
 	owned  bool          // broker is the Hub's own
-	drain  chan struct{} // closed by Shutdown: writers finish their queues and leave
+	drain  chan struct{} // closed by Shutdown: writers send what is pending and leave
 	done   chan struct{} // closed by Close: writers leave now
 	active sync.WaitGroup
 
@@ -160,71 +191,32 @@ type Hub struct {
 	live   int // subscribers caught up
 	closed bool
 
+	seq                                       atomic.Uint64 // stamp of the newest event in a ring, written under mu
 	subscribed, published, delivered, evicted atomic.Int64
 	limits                                    hubLimits
 }
 
-type hubTopic struct {
-	name   string
-	subs   map[*subscriber]struct{}
-	cursor string        // id of the newest event the feed delivered, or where it started
-	fed    bool          // the feed has delivered an event
-	start  string        // where the feed started, once ready
-	ready  chan struct{} // closed when Broker.Subscribe has returned
-	err    error         // why the feed could not start
-	stop   context.CancelFunc
-}
-
-// A subscriber's fields are guarded by Hub.mu, except evicted, the queue
-// (q, guarded by qmu), and backlog and spare, which its writer owns.
+// A subscriber's fields are guarded by Hub.mu, except evicted, next[i],
+// guarded by feeds[i].mu, and backlog and batch, which its writer owns.
 type subscriber struct {
 	conn    *Conn
 	topics  []string
 	feeds   []*hubTopic        // feeds[i] serves topics[i]
-	base    []position         // base[i]: topics[i]'s position before the first event queued for it
-	backlog []*PreparedMessage // position, reset or replay: written before the queue
+	next    []uint64           // next[i]: ring position in feeds[i] of the next event to send
+	base    []position         // base[i]: topics[i]'s position before next[i] at registration
+	backlog []*PreparedMessage // position, reset or replay: written before the live events
+	batch   []*PreparedMessage // the writer's, kept between takes while small
 	skip    map[string]string  // topic → id: live events up to it came by replay
 	gone    bool               // removed from the Hub
 	live    bool               // caught up: every later event reaches it; counted in Stats
 	evicted atomic.Bool
-
-	// The queue is a slice that grows on demand up to queueSize, not a
-	// channel of queueSize slots: an idle subscriber, the usual kind, then
-	// holds a few slots instead of QueueSize pointers. The writer takes the
-	// whole slice at once and hands the one it wrote back as spare, so two
-	// slices serve for the subscriber's life.
-	qmu       sync.Mutex
-	q         []*PreparedMessage
-	spare     []*PreparedMessage
-	queueSize int
-	wake      chan struct{} // one token: something was queued since the writer last took
+	wake    chan struct{} // one token: something came after its cursors since the writer last took
 }
 
 // position is where a topic stood; known is false until it is set.
 type position struct {
 	id    string
 	known bool
-}
-
-// push queues pm, or reports false when the queue is full.
-func (s *subscriber) push(pm *PreparedMessage) bool {
-	s.qmu.Lock()
-	if len(s.q) >= s.queueSize {
-		s.qmu.Unlock()
-		return false
-	}
-	if len(s.q) == cap(s.q) {
-		// Growing by 8 times (8, 64, 512 slots...) makes few steps, so that
-		// a busy subscriber is soon at its largest queue and allocates no
-		// more, while an idle one holds 8 slots.
-		q := make([]*PreparedMessage, len(s.q), min(max(8*cap(s.q), 8), s.queueSize))
-		copy(q, s.q)
-		s.q = q
-	}
-	s.q = append(s.q, pm)
-	s.qmu.Unlock()
-	s.poke()
-	return true
 }
 
 // poke wakes s's writer.
@@ -235,39 +227,13 @@ func (s *subscriber) poke() {
 	}
 }
 
-// take returns everything queued, oldest first, and empties the queue; the
-// writer gives the result back with done once it is written.
-func (s *subscriber) take() []*PreparedMessage {
-	s.qmu.Lock()
-	q := s.q
-	s.q, s.spare = s.spare[:0], nil
-	s.qmu.Unlock()
-	return q
-}
-
-// queued reports whether the queue has messages.
-func (s *subscriber) queued() bool {
-	s.qmu.Lock()
-	defer s.qmu.Unlock()
-	return len(s.q) > 0
-}
-
-// done lets go of the messages of q, a result of take, and keeps q for the
-// next take.
-func (s *subscriber) done(q []*PreparedMessage) {
-	clear(q)
-	if cap(q) > cap(s.spare) {
-		s.spare = q[:0]
-	}
-}
-
 // HubStats are counters for metrics.
 type HubStats struct {
 	Subscribers   int   // connected now, and receiving every event of their topics
 	Topics        int   // with at least one subscriber now
 	Subscriptions int64 // subscribers that reached that point since the Hub started
 	Published     int64 // events published through this Hub
-	Delivered     int64 // events queued for a subscriber (each subscriber counts)
+	Delivered     int64 // events put within reach of a subscriber's cursor (each subscriber counts)
 	Evicted       int64 // subscribers cut off for not keeping up
 	Refused       int64 // streams refused by a bound or by Authorize
 }
@@ -283,6 +249,14 @@ func (h *Hub) init() {
 		h.topics = make(map[string]*hubTopic)
 		h.subs = make(map[*subscriber]struct{})
 	})
+}
+
+func (h *Hub) ringSize() int {
+	return cmp.Or(max(h.History, 0), max(h.QueueSize, 0), DefaultHubHistory)
+}
+
+func (h *Hub) ringBytes() int {
+	return cmp.Or(max(h.HistoryBytes, 0), DefaultHubHistoryBytes)
 }
 
 func (h *Hub) logger() *slog.Logger {
@@ -310,7 +284,9 @@ func (h *Hub) Stats() HubStats {
 
 // Publish sends m to every subscriber of topic, through the Broker, and
 // returns the event's id: m.ID when set, else one the Broker assigned. It
-// never waits for a subscriber. An invalid field returns an error wrapping
+// never waits for a subscriber, unless the Hub's Backpressure is set: it
+// then waits for room behind the slowest subscriber of topic, and returns
+// ctx.Err(), publishing nothing, when ctx ends first. An invalid field returns an error wrapping
 // ErrInvalidField and publishes nothing; so does a closed Hub, with
 // ErrHubClosed.
 func (h *Hub) Publish(ctx context.Context, topic string, m Message) (string, error) {
@@ -327,6 +303,15 @@ func (h *Hub) Publish(ctx context.Context, topic string, m Message) (string, err
 	if closed {
 		return "", ErrHubClosed
 	}
+	if h.Backpressure {
+		t, err := h.waitRoom(ctx, topic, len(m.Data))
+		if err != nil {
+			return "", err
+		}
+		if t != nil {
+			defer t.unreserve()
+		}
+	}
 	id, err := h.broker.Publish(ctx, topic, m)
 	if err == nil {
 		h.published.Add(1)
@@ -334,48 +319,11 @@ func (h *Hub) Publish(ctx context.Context, topic string, m Message) (string, err
 	return id, err
 }
 
-// deliver is the feed of topic t: it encodes e once and queues it for
-// every subscriber.
-func (h *Hub) deliver(t *hubTopic, e Entry) {
-	pm, err := NewPreparedMessage(e.Message)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.topics[t.name] != t {
-		return // the topic's last subscriber left
-	}
-	t.cursor, t.fed = e.ID, true
-	if pm != nil {
-		pm.id, pm.topic = e.ID, t.name
-	}
-	if err != nil {
-		// Not ours to lose silently: a Broker handed over an event that
-		// cannot be encoded. Cut the subscribers off so they resync.
-		h.logger().Error("sse: hub cannot encode an event from the broker", "topic", t.name, "id", e.ID, "err", err)
-	}
-	for s := range t.subs {
-		if id, ok := s.skip[t.name]; ok {
-			if id == e.ID {
-				delete(s.skip, t.name)
-			}
-			continue
-		}
-		if err != nil {
-			h.evictLocked(s)
-			continue
-		}
-		if s.push(pm) {
-			h.delivered.Add(1)
-		} else {
-			h.evictLocked(s)
-		}
-	}
-}
-
 func (h *Hub) evictLocked(s *subscriber) {
 	s.evicted.Store(true)
 	h.removeLocked(s)
 	h.evicted.Add(1)
-	h.logger().Warn("sse: subscriber evicted: queue full", "topics", s.topics, "queue", s.queueSize)
+	h.logger().Warn("sse: subscriber evicted: the events it had still to send fell out of the hub's history", "topics", s.topics, "history", h.ringSize())
 	s.conn.fail(ErrConnectionClosed) // its writer, in Serve, waits for the rest of Close
 }
 
@@ -390,7 +338,10 @@ func (h *Hub) removeLocked(s *subscriber) {
 		h.live--
 	}
 	for _, t := range s.feeds {
+		t.mu.Lock()
 		delete(t.subs, s)
+		t.makeRoom() // a publisher may have waited for s
+		t.mu.Unlock()
 		if len(t.subs) == 0 && h.topics[t.name] == t && t.stop != nil {
 			delete(h.topics, t.name) // a feed still starting is stopped by startFeed
 			t.stop()
@@ -468,7 +419,7 @@ func (h *Hub) join(c *Conn, topics []string) (s *subscriber, err error) {
 	if len(topics) == 0 {
 		return nil, errNoTopic
 	}
-	s = &subscriber{conn: c, topics: topics, queueSize: cmp.Or(max(h.QueueSize, 0), DefaultQueueSize), wake: make(chan struct{}, 1)}
+	s = &subscriber{conn: c, topics: topics, wake: make(chan struct{}, 1)}
 	starting, err := h.register(s)
 	if err != nil {
 		return nil, err
@@ -499,7 +450,7 @@ func (h *Hub) leave(s *subscriber) {
 }
 
 // register adds s to its topics, from which point every event their feeds
-// deliver is queued for it, and returns the feeds it must start. It makes
+// deliver comes within reach of its cursors, and returns the feeds it must start. It makes
 // no call to the Broker: the Hub's lock is never held across one.
 func (h *Hub) register(s *subscriber) ([]*hubTopic, error) {
 	h.mu.Lock()
@@ -509,14 +460,18 @@ func (h *Hub) register(s *subscriber) ([]*hubTopic, error) {
 	}
 	var starting []*hubTopic
 	s.base = make([]position, len(s.topics))
+	s.next = make([]uint64, len(s.topics))
 	for i, name := range s.topics {
 		t := h.topics[name]
 		if t == nil {
-			t = &hubTopic{name: name, subs: make(map[*subscriber]struct{}), ready: make(chan struct{})}
+			t = &hubTopic{name: name, subs: make(map[*subscriber]int), ready: make(chan struct{})}
 			h.topics[name] = t
 			starting = append(starting, t)
 		}
-		t.subs[s] = struct{}{}
+		t.mu.Lock()
+		t.subs[s] = i
+		s.next[i] = t.ring.end
+		t.mu.Unlock()
 		s.feeds = append(s.feeds, t)
 		if t.fed || isClosed(t.ready) {
 			s.base[i] = position{t.cursor, true}
@@ -525,319 +480,4 @@ func (h *Hub) register(s *subscriber) ([]*hubTopic, error) {
 	h.subs[s] = struct{}{}
 	h.active.Add(1)
 	return starting, nil
-}
-
-// startFeed subscribes the Hub to t's events on the Broker.
-func (h *Hub) startFeed(t *hubTopic) {
-	ctx, stop := context.WithCancel(context.Background())
-	start, err := h.broker.Subscribe(ctx, t.name, func(e Entry) { h.deliver(t, e) })
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	t.start, t.stop, t.err = start, stop, err
-	if !t.fed {
-		t.cursor = start
-	}
-	if err != nil || len(t.subs) == 0 {
-		// A feed that failed, or that no one waits for any more, stops;
-		// the next subscriber of the topic starts a new one.
-		stop()
-		if h.topics[t.name] == t {
-			delete(h.topics, t.name)
-		}
-	}
-	close(t.ready)
-}
-
-// catchUp prepares what s receives before its queue: its position, a
-// reset, or the events it missed. The Broker is asked without the Hub's
-// lock; meanwhile live events queue up, and are then reconciled with the
-// replay by id: an event is either replayed or live, never both.
-func (h *Hub) catchUp(s *subscriber) error {
-	for _, t := range s.feeds {
-		select {
-		case <-t.ready:
-		case <-s.conn.done:
-			return h.writeErr(s, nil) // it was closed while a feed was starting
-		case <-s.conn.reqDone:
-			return h.writeErr(s, nil) // it left, or was closed, while a feed was starting
-		}
-		if t.err != nil {
-			return t.err
-		}
-	}
-	after := s.conn.LastEventID()
-	h.mu.Lock()
-	for i, t := range s.feeds {
-		if !s.base[i].known {
-			s.base[i] = position{t.start, true}
-		}
-	}
-	h.mu.Unlock()
-	// From here on, s.base is fixed.
-	ctx := s.conn.callContext()
-	entries, heads, gap, err := h.history(ctx, s, after)
-	if err != nil {
-		return err
-	}
-	var reset, pos *PreparedMessage
-	if gap != nil || after == "" {
-		resume, err := h.newest(ctx, s, heads)
-		if err != nil {
-			return err
-		}
-		switch {
-		case gap != nil:
-			if reset, err = h.reset(s, after, gap, resume); err != nil {
-				return err
-			}
-		case resume != "" && (len(entries) == 0 || entries[len(entries)-1].ID != resume):
-			// The position, unless the newest event told it already.
-			pos = &PreparedMessage{data: appendPosition(nil, resume)}
-		}
-	}
-
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if s.gone {
-		return h.writeErr(s, nil)
-	}
-	if reset != nil {
-		s.backlog = append(s.backlog, reset)
-	}
-	for _, e := range entries {
-		pm, err := NewPreparedMessage(e.Message)
-		if err != nil {
-			continue // it was valid when published; an odd Broker's fault, not the client's
-		}
-		s.backlog = append(s.backlog, pm)
-	}
-	if pos != nil {
-		s.backlog = append(s.backlog, pos)
-	}
-	// Live events queued during the replay; no feed adds any while the
-	// lock is held.
-	s.qmu.Lock()
-	defer s.qmu.Unlock()
-	pending := s.q
-	for i, name := range s.topics {
-		if i >= len(heads) || heads[i] == s.base[i].id {
-			continue // the replay ends where the live events begin
-		}
-		// The head came after the subscriber registered: the live events
-		// of the topic up to it are in the replay, or the client had them.
-		// Those queued already go; if the head is not among them, the feed
-		// lags behind the store and its events up to the head are skipped.
-		j := slices.IndexFunc(pending, func(pm *PreparedMessage) bool { return pm.topic == name && pm.id == heads[i] })
-		k := 0
-		for n, pm := range pending {
-			if pm.topic != name || (j >= 0 && n > j) {
-				pending[k] = pm
-				k++
-			}
-		}
-		clear(pending[k:])
-		pending = pending[:k]
-		if j < 0 {
-			if s.skip == nil {
-				s.skip = make(map[string]string)
-			}
-			s.skip[name] = heads[i]
-		}
-	}
-	s.q = pending
-	return nil
-}
-
-// newest is where s's live events start once its queue is reconciled
-// with heads: the position a new subscriber is told, and the id a reset
-// event carries. nil heads means the feeds' own positions, s.base. With
-// several topics, whose order only the Broker knows, it asks the Broker.
-func (h *Hub) newest(ctx context.Context, s *subscriber, heads []string) (string, error) {
-	if heads == nil {
-		heads = make([]string, len(s.base))
-		for i, b := range s.base {
-			heads[i] = b.id
-		}
-	}
-	if len(heads) == 1 {
-		return heads[0], nil
-	}
-	return h.broker.Newest(ctx, s.topics, heads)
-}
-
-// ResetData is the data of the reset event, JSON-encoded (see [Hub]).
-type ResetData struct {
-	Reason      GapReason `json:"reason"`
-	LastEventID string    `json:"lastEventId"` // the client's
-	Resume      string    `json:"resume"`      // the reset event's id
-}
-
-// reset makes the reset event of s for gap, the error of a Replay after
-// the id after; the client resumes from resume.
-func (h *Hub) reset(s *subscriber, after string, gap error, resume string) (*PreparedMessage, error) {
-	d := ResetData{Reason: GapUnknown, LastEventID: after, Resume: resume}
-	var g *HistoryGapError
-	if errors.As(gap, &g) && g.Reason != "" {
-		d.Reason = g.Reason
-	}
-	data, err := json.Marshal(d)
-	if err != nil {
-		return nil, err
-	}
-	return NewPreparedMessage(Message{ID: resume, Type: cmp.Or(h.ResetType, DefaultResetType), Data: data})
-}
-
-// write is the subscriber's writer: the backlog, then whatever is queued,
-// coalesced into one write per wake-up (of at most maxBatch events each).
-func (h *Hub) write(s *subscriber) error {
-	if err := h.writeAll(s, s.backlog, false); err != nil {
-		return err
-	}
-	s.backlog = nil
-	// Each channel an idle writer waits on holds a runtime record (a
-	// sudog, about 100 bytes) for as long as it waits, so it waits on
-	// three: the Hub's drain comes through s.wake (Shutdown sends to it),
-	// and Close closes every Conn.
-	for {
-		select {
-		case <-s.wake:
-			if isClosed(h.drain) { // Shutdown: write what is queued, then leave
-				for s.queued() {
-					if err := h.writeAll(s, s.take(), true); err != nil {
-						return err
-					}
-				}
-				return ErrHubClosed
-			}
-			if err := h.writeAll(s, s.take(), true); err != nil {
-				return err
-			}
-		case <-s.conn.done:
-			return h.writeErr(s, nil)
-		case <-s.conn.reqDone: // the client left; the Conn is closed on return
-			return h.writeErr(s, nil)
-		}
-	}
-}
-
-// writeAll writes pms, maxBatch events per write; queued tells that pms
-// came from s.take, to be given back.
-func (h *Hub) writeAll(s *subscriber, pms []*PreparedMessage, queued bool) error {
-	var err error
-	for i := 0; i < len(pms) && err == nil; i += maxBatch {
-		err = s.conn.writePrepared(pms[i:min(i+maxBatch, len(pms))])
-	}
-	if queued {
-		s.done(pms)
-	}
-	if err != nil {
-		return h.writeErr(s, err)
-	}
-	return nil
-}
-
-// writeErr tells why a writer stopped; err is nil when the client left.
-func (h *Hub) writeErr(s *subscriber, err error) error {
-	switch {
-	case s.evicted.Load():
-		return ErrEvicted
-	case isClosed(h.done):
-		return ErrHubClosed
-	}
-	return err
-}
-
-func isClosed(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
-// Shutdown stops new subscribers and publishes, lets every subscriber's
-// queue drain until ctx ends, then closes every stream. It returns
-// ctx.Err() when the queues did not drain in time.
-func (h *Hub) Shutdown(ctx context.Context) error {
-	h.init()
-	if !h.stop(h.drain) {
-		return nil
-	}
-	h.mu.Lock()
-	for s := range h.subs {
-		s.poke() // its writer sees drain closed
-	}
-	h.mu.Unlock()
-	h.logger().Info("sse: hub shutting down", "subscribers", h.Stats().Subscribers)
-	drained := make(chan struct{})
-	go func() {
-		h.active.Wait()
-		close(drained)
-	}()
-	var err error
-	select {
-	case <-drained:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	h.Close() // which waits for the writers as long as it may
-	return err
-}
-
-// Close closes every stream at once and stops the Hub; it closes the
-// Broker when the Hub made it. It waits for the subscribers' writers to
-// leave, which they do at once unless a write is stuck where its deadline
-// cannot be cut short (see [Upgrader.WriteTimeout]): it then returns
-// after the Upgrader's WriteTimeout (DefaultWriteTimeout when it is
-// negative), and logs how many were left.
-func (h *Hub) Close() error {
-	h.init()
-	h.stop(h.drain)
-	if isClosed(h.done) {
-		return nil
-	}
-	h.mu.Lock()
-	select {
-	case <-h.done:
-	default:
-		close(h.done)
-	}
-	subs := make([]*subscriber, 0, len(h.subs))
-	for s := range h.subs {
-		subs = append(subs, s)
-	}
-	h.mu.Unlock()
-	for _, s := range subs {
-		s.conn.fail(ErrConnectionClosed) // unblocks a writer stuck on a slow client
-	}
-	left := make(chan struct{})
-	go func() {
-		h.active.Wait()
-		close(left)
-	}()
-	t := time.NewTimer(closeWait(h.Upgrader.WriteTimeout))
-	defer t.Stop()
-	select {
-	case <-left:
-	case <-t.C:
-		h.logger().Warn("sse: hub closed with writers still blocked in a write that no deadline can cut short", "subscribers", h.Stats().Subscribers)
-	}
-	if h.owned {
-		return h.broker.Close()
-	}
-	return nil
-}
-
-// stop marks the Hub closed and closes ch once; it reports whether this
-// call did.
-func (h *Hub) stop(ch chan struct{}) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.closed = true
-	if isClosed(ch) {
-		return false
-	}
-	close(ch)
-	return true
 }

@@ -43,7 +43,7 @@ func TestFrozenClients(t *testing.T) {
 	cfg := fanoutRun{
 		healthy:  n - frozen,
 		events:   int64(pick(800, 2000)),
-		interval: pick(10*time.Millisecond, 20*time.Millisecond), // a healthy subscriber may lag by QueueSize intervals: 2.5 s, on a loaded machine
+		interval: pick(10*time.Millisecond, 20*time.Millisecond), // a healthy subscriber may lag by History intervals: 2.5 s, on a loaded machine
 		size:     4096,
 	}
 	// The run with frozen subscribers goes first: it finds the event by
@@ -62,8 +62,8 @@ func TestFrozenClients(t *testing.T) {
 		return
 	}
 	ratio := float64(got.p99) / float64(base.p99)
-	t.Logf("frozen: subscribers=%d frozen=%d events=%d rate=%.0f/s size=%dB queue=%d: p99 base=%v frozen=%v ratio=%.2f (first run %v, ratio %.2f; p50 %v / %v); all evicted by event %d, live heap then %s, at event %d %s",
-		n, frozen, cfg.events, float64(time.Second)/float64(cfg.interval), cfg.size, sse.DefaultQueueSize,
+	t.Logf("frozen: subscribers=%d frozen=%d events=%d rate=%.0f/s size=%dB history=%d: p99 base=%v frozen=%v ratio=%.2f (first run %v, ratio %.2f; p50 %v / %v); all evicted by event %d, live heap then %s, at event %d %s",
+		n, frozen, cfg.events, float64(time.Second)/float64(cfg.interval), cfg.size, sse.DefaultHubHistory,
 		base.p99.Round(time.Microsecond), got.p99.Round(time.Microsecond), ratio,
 		first.p99.Round(time.Microsecond), float64(first.p99)/float64(base.p99),
 		base.p50.Round(time.Microsecond), got.p50.Round(time.Microsecond),
