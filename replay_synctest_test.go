@@ -90,7 +90,9 @@ func TestMemoryBrokerFreesIdleTopics(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if grown := liveHeap() - before; grown < 30<<20 {
+		// Half of the 32 MB held: memory that earlier tests let go of
+		// meanwhile can make the growth look smaller than it is.
+		if grown := liveHeap() - before; grown < 16<<20 {
 			t.Fatalf("heap grew by %d bytes holding 1,000 events of 32 KiB: the measure is wrong", grown)
 		}
 		time.Sleep(time.Second)
