@@ -96,7 +96,9 @@ func TestMemoryBrokerFreesIdleTopics(t *testing.T) {
 			t.Fatalf("heap grew by %d bytes holding 1,000 events of 32 KiB: the measure is wrong", grown)
 		}
 		time.Sleep(time.Second)
-		if grown := liveHeap() - before; grown > 2<<20 {
+		// A quarter of what was held: other tests' goroutines may still
+		// allocate as they end; the events kept would be all 32 MB.
+		if grown := liveHeap() - before; grown > 8<<20 {
 			t.Fatalf("heap still %d bytes larger long after every event aged out", grown)
 		}
 	})
