@@ -114,7 +114,10 @@ func (n *node) subscribe(t testing.TB, query, lastID string) *stream {
 		}
 	}()
 	t.Cleanup(s.close)
-	for n.hub.Stats().Subscriptions == before {
+	for deadline := time.Now().Add(30 * time.Second); n.hub.Stats().Subscriptions == before; {
+		if time.Now().After(deadline) { // a hang, not a measurement
+			t.Fatalf("the Hub has not registered the stream of %q after 30s", query)
+		}
 		time.Sleep(time.Millisecond)
 	}
 	return s
