@@ -240,6 +240,14 @@ func (b *Broker) round(ctx context.Context) (more bool, err error) {
 			all = append(all, idEntry{id, entry(t.name, x)})
 		}
 	}
+	// A feed that started during the round may have entries older than
+	// those read of other topics, which this round did not read: what
+	// comes after its start waits for the next round, which reads it.
+	b.mu.Lock()
+	if b.addedAny && b.addedLow.compare(watermark) < 0 {
+		watermark = b.addedLow
+	}
+	b.mu.Unlock()
 	slices.SortStableFunc(all, func(x, y idEntry) int { return x.id.compare(y.id) })
 	byTopic := make(map[string][]*feed, len(topics))
 	for _, t := range topics {
@@ -247,6 +255,7 @@ func (b *Broker) round(ctx context.Context) (more bool, err error) {
 	}
 	for _, e := range all {
 		if e.id.compare(watermark) > 0 {
+			more = true
 			break
 		}
 		for _, f := range byTopic[e.Topic] {
@@ -291,6 +300,7 @@ func (b *Broker) gap(f *feed, err error) {
 func (b *Broker) readTopics() []readTopic {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.addedAny = false
 	topics := make([]readTopic, 0, len(b.topics))
 	for name, feeds := range b.topics {
 		t := readTopic{name: name, key: b.key(name), from: maxID, feeds: slices.Clone(feeds)}
