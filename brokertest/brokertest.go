@@ -362,13 +362,7 @@ func (s *suite) concurrentPublishers(t *testing.T) {
 func (s *suite) replayAfterID(t *testing.T) {
 	b := s.broker(t)
 	empty := subscribe(t, b, "empty")
-	var all []sse.Entry // of topics a and b, in publish order
-	for i, topic := range strings.Fields("a b c a a b c b a c") {
-		e := publish(t, b, topic, sse.Message{Data: []byte(fmt.Sprint(topic, i))})
-		if topic != "c" {
-			all = append(all, e)
-		}
-	}
+	all := publishSeq(t, b, "a b c a a b c b a c") // and some on topic c
 	of := func(topic string, es []sse.Entry) []sse.Entry {
 		return slices.DeleteFunc(slices.Clone(es), func(e sse.Entry) bool { return e.Topic != topic })
 	}
@@ -399,13 +393,7 @@ func (s *suite) newestOfPositions(t *testing.T) {
 	for i, topic := range topics {
 		pos[i] = subscribe(t, b, topic).pos
 	}
-	var all []sse.Entry // of topics, in publish order
-	for i, topic := range strings.Fields("a b c a b b c a") {
-		e := publish(t, b, topic, sse.Message{Data: []byte(fmt.Sprint(topic, i))})
-		if topic != "c" {
-			all = append(all, e)
-		}
-	}
+	all := publishSeq(t, b, "a b c a b b c a") // and some on topic c
 	for k := -1; k < len(all); k++ {
 		if k >= 0 {
 			pos[slices.Index(topics, all[k].Topic)] = all[k].ID
@@ -531,13 +519,7 @@ func (s *suite) recent(t *testing.T) {
 		t.Skipf("%T is not an sse.RecentBroker", b)
 	}
 	empty := subscribe(t, b, "empty")
-	var all []sse.Entry // of topics a and b, in publish order
-	for i, topic := range strings.Fields("a b c a a b c a") {
-		e := publish(t, b, topic, sse.Message{Data: []byte(fmt.Sprint(topic, i))})
-		if topic != "c" {
-			all = append(all, e)
-		}
-	}
+	all := publishSeq(t, b, "a b c a a b c a") // and some on topic c
 	topics := []string{"a", "b", "empty"}
 	heads := []string{newestOf("a", all), newestOf("b", all), empty.pos}
 	for _, n := range []int{0, 1, 2, 3, 100} {
@@ -678,6 +660,21 @@ func publish(t *testing.T, b sse.Broker, topic string, m sse.Message) sse.Entry 
 	}
 	m.ID = id
 	return sse.Entry{Topic: topic, Message: m}
+}
+
+// publishSeq publishes an event on each topic of seq, in order, and
+// returns those of topics other than "c", the topic left out of every
+// Replay.
+func publishSeq(t *testing.T, b sse.Broker, seq string) []sse.Entry {
+	t.Helper()
+	var es []sse.Entry
+	for i, topic := range strings.Fields(seq) {
+		e := publish(t, b, topic, sse.Message{Data: []byte(fmt.Sprint(topic, i))})
+		if topic != "c" {
+			es = append(es, e)
+		}
+	}
+	return es
 }
 
 // publishN publishes n events with data prefix-0, prefix-1...
