@@ -70,6 +70,35 @@ const hang = 10 * time.Second
 // subtest ends (newBroker may register cleanups of its own with t.Cleanup,
 // for what the broker needs: they run after that Close). newBroker is
 // called from the subtests' goroutines, possibly at once.
+//
+// The subtests, which -run can pick:
+//   - PublishReturnsDistinctIDs: an id per event, by which Replay knows it.
+//   - PublisherSetID: a set Message.ID is kept, or refused
+//     ([Options.AssignsIDs]).
+//   - FieldsRoundTrip: Type, multi-line and empty Data, Retry and Comment
+//     come back unchanged from the feed, Replay and Recent.
+//   - InvalidFieldsRefused: a line break in Type, Comment or ID, or a NUL
+//     in ID, fails with [sse.ErrInvalidField] and stores nothing.
+//   - SubscribeFeedsLaterEvents: a feed delivers what is published after
+//     Subscribe, in order, once, one call at a time; Replay after its
+//     position has nothing yet.
+//   - SubscribePositionIsExact: with publishes racing Subscribe, Replay up
+//     to its position and the feed after it hold every event once.
+//   - ConcurrentPublishers: two feeds of a topic with four publishers
+//     deliver the order Replay returns, which keeps each publisher's order.
+//   - ReplayAfterID: the later events of the topics asked, oldest first,
+//     other topics left out, and the heads.
+//   - NewestOfPositions: Replay after Newest of a client's positions gives
+//     it what it has not seen, and nothing it has.
+//   - GapUnknown: an id the broker never made, or another broker's, fails
+//     with [sse.GapUnknown].
+//   - GapExpired: an id whose successors are gone fails with
+//     [sse.GapExpired] ([Options.History]).
+//   - SubscribeEndsWithContext: nothing published after a feed's ctx ended
+//     is delivered to it.
+//   - Close: returns with feeds running; Publish and Subscribe fail after.
+//   - Recent: for an [sse.RecentBroker], the newest n events of each topic
+//     in Replay's order, and the heads.
 func Run(t *testing.T, newBroker func(t *testing.T) sse.Broker, o Options) {
 	s := &suite{newBroker: newBroker, o: o}
 	for _, c := range []struct {
