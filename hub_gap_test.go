@@ -91,6 +91,20 @@ func ends(t *testing.T, name string, d *sse.Decoder) {
 	}
 }
 
+// expectData reads len(want) events of d and checks their data.
+func expectData(t *testing.T, name string, d *sse.Decoder, want ...string) []ev {
+	t.Helper()
+	var got []ev
+	for _, w := range want {
+		e := next(t, d)
+		if e.data != w {
+			t.Fatalf("%s: got %+v, want %q", name, e, w)
+		}
+		got = append(got, e)
+	}
+	return got
+}
+
 // TestHubFeedGapEvictsSubscribers: a feed that reports a gap cuts every
 // subscriber of its topic off, those of other topics staying; a client
 // that then resumes replays what it missed, from a new feed.
@@ -103,11 +117,8 @@ func TestHubFeedGapEvictsSubscribers(t *testing.T) {
 	two := subscribed(t, h, ts, "topic=t", nil)
 	other := subscribed(t, h, ts, "topic=u", nil)
 	e1 := publish(t, h, "t", "e1")
-	for _, d := range []*sse.Decoder{one, two} {
-		if got := next(t, d); got.data != "e1" {
-			t.Fatalf("got %q, want e1", got.data)
-		}
-	}
+	expectData(t, "one", one, "e1")
+	expectData(t, "two", two, "e1")
 	b.setHold(true)
 	publish(t, h, "t", "e2") // stored, never delivered by this feed
 	b.gap("t")
@@ -118,16 +129,10 @@ func TestHubFeedGapEvictsSubscribers(t *testing.T) {
 	}
 	b.setHold(false)
 	publish(t, h, "u", "u1")
-	if got := next(t, other); got.data != "u1" {
-		t.Fatalf("other topic: got %q, want u1", got.data)
-	}
+	expectData(t, "other topic", other, "u1")
 	resumed := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": e1})
 	publish(t, h, "t", "e3")
-	for _, w := range []string{"e2", "e3"} {
-		if got := next(t, resumed); got.data != w {
-			t.Fatalf("resumed: got %q, want %q", got.data, w)
-		}
-	}
+	expectData(t, "resumed", resumed, "e2", "e3")
 	if n := b.subscribeCount("t"); n != 2 {
 		t.Errorf("%d feeds of t started, want 2", n)
 	}
@@ -145,15 +150,13 @@ func TestHubGapEndsWaitForReplayHead(t *testing.T) {
 	ts := hubServer(t, h)
 	live := subscribed(t, h, ts, "topic=t", nil)
 	e1 := publish(t, h, "t", "e1")
-	if got := next(t, live); got.data != "e1" {
-		t.Fatalf("got %q, want e1", got.data)
-	}
+	expectData(t, "live", live, "e1")
 	b.setHold(true)
 	ids := publish(t, h, "t", "e2", "e3") // the feed will never deliver them
 	resumed := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": e1})
-	for i, w := range []string{"e2", "e3"} {
-		if got := next(t, resumed); got.data != w || got.id != ids[i] {
-			t.Fatalf("resumed: got %+v, want %q", got, w)
+	for i, e := range expectData(t, "resumed", resumed, "e2", "e3") {
+		if e.id != ids[i] {
+			t.Fatalf("resumed: got %+v, want id %s", e, ids[i])
 		}
 	}
 	b.gap("t")
@@ -162,7 +165,5 @@ func TestHubGapEndsWaitForReplayHead(t *testing.T) {
 	b.setHold(false)
 	again := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": {ids[1]}})
 	publish(t, h, "t", "e4")
-	if got := next(t, again); got.data != "e4" {
-		t.Fatalf("after the gap: got %q, want e4", got.data)
-	}
+	expectData(t, "after the gap", again, "e4")
 }

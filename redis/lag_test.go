@@ -36,28 +36,47 @@ func resumesWithReset(t *testing.T, n, publisher *node, last string) {
 	s.expect(t, "after")
 }
 
+// lagPair is two nodes with MaxLen 10 on srv, a and b, whose b's reads h
+// holds; live is a subscriber of topic t on b that has got e0, the event
+// it returns.
+func lagPair(t *testing.T, srv *redistest.Server) (a, b *node, h *holdReads, live *stream, e0 event) {
+	t.Helper()
+	a = newNode(t, srv, maxLen10)
+	h = &holdReads{}
+	b = heldNode(t, srv, h, maxLen10)
+	live = b.subscribe(t, "topic=t", "")
+	a.publish(t, "t", "e0")
+	return a, b, h, live, live.expect(t, "e0")[0]
+}
+
+// noSkip checks that s, which has got event last ("e<from>"), gets the
+// events up to "e<to>" one after the other, or is cut off and then resumes
+// with the reset event, or gets later events.
+func noSkip(t *testing.T, a, b *node, s *stream, last event, from, to int) {
+	t.Helper()
+	got, ended := s.consecutive(t, "e", from, to)
+	if !ended {
+		a.publish(t, "t", "after")
+		s.expect(t, "after")
+		return
+	}
+	if got.id != "" {
+		last = got
+	}
+	resumesWithReset(t, b, a, last.id)
+}
+
 // A node whose reads are held back while another publishes more than
 // MaxLen events: its feed finds what it had yet to read trimmed, and its
 // subscribers are cut off, so that they resume and get the reset event;
 // never a silent skip from e0 to e400.
 func TestLaggingFeedPastMaxLen(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t, false)
-	a := newNode(t, srv, maxLen10)
-	h := &holdReads{}
-	b := heldNode(t, srv, h, maxLen10)
-	live := b.subscribe(t, "topic=t", "")
-	a.publish(t, "t", "e0")
-	last := live.expect(t, "e0")[0]
+	a, b, h, live, e0 := lagPair(t, redistest.Start(t, false))
 	h.hold()
 	a.publish(t, "t", seq("e", 1, 499)...)
 	h.release()
-	if got, ended := live.consecutive(t, "e", 0, 499); ended {
-		if got.id != "" {
-			last = got
-		}
-		resumesWithReset(t, b, a, last.id)
-	}
+	noSkip(t, a, b, live, e0, 0, 499)
 }
 
 // The same across a Redis restart (append-only file): a node reconnects
@@ -67,12 +86,7 @@ func TestLaggingFeedPastMaxLen(t *testing.T) {
 func TestLaggingFeedPastMaxLenAcrossRestart(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t, true)
-	a := newNode(t, srv, maxLen10)
-	h := &holdReads{}
-	b := heldNode(t, srv, h, maxLen10)
-	live := b.subscribe(t, "topic=t", "")
-	a.publish(t, "t", "e0")
-	last := live.expect(t, "e0")[0]
+	a, b, h, live, e0 := lagPair(t, srv)
 	h.hold()
 	srv.Stop(syscall.SIGKILL)
 	srv.Restart(t)
@@ -89,12 +103,7 @@ func TestLaggingFeedPastMaxLenAcrossRestart(t *testing.T) {
 		}
 	}
 	h.release()
-	if got, ended := live.consecutive(t, "e", 0, 300); ended {
-		if got.id != "" {
-			last = got
-		}
-		resumesWithReset(t, b, a, last.id)
-	}
+	noSkip(t, a, b, live, e0, 0, 300)
 }
 
 // A client resumes on a node whose feed lags: its replay is right, and
@@ -103,27 +112,12 @@ func TestLaggingFeedPastMaxLenAcrossRestart(t *testing.T) {
 // it gets the later events, or is cut off and resumes with a reset.
 func TestResumeOnLaggingNodeNeverStalls(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t, false)
-	a := newNode(t, srv, maxLen10)
-	h := &holdReads{}
-	b := heldNode(t, srv, h, maxLen10)
-	live := b.subscribe(t, "topic=t", "")
-	a.publish(t, "t", "e0")
-	live.expect(t, "e0")
+	a, b, h, _, _ := lagPair(t, redistest.Start(t, false))
 	h.hold()
 	ids := a.publish(t, "t", seq("e", 1, 499)...)
 	c := b.subscribe(t, "topic=t", ids[494]) // e495, still kept
 	last := c.expect(t, "e496", "e497", "e498", "e499")[3]
 	a.publish(t, "t", seq("e", 500, 999)...) // e499 is trimmed
 	h.release()
-	got, ended := c.consecutive(t, "e", 499, 999)
-	if !ended {
-		a.publish(t, "t", "after")
-		c.expect(t, "after")
-		return
-	}
-	if got.id != "" {
-		last = got
-	}
-	resumesWithReset(t, b, a, last.id)
+	noSkip(t, a, b, c, last, 499, 999)
 }
