@@ -421,8 +421,8 @@ func lost(st *redis.XInfoStream, a streamID) error {
 // Pub/Sub connection, waits until the reader has returned, and makes later
 // Publish and Subscribe calls fail with [ErrClosed]. It does not close
 // Client. It returns at once unless a round of reads is waiting for
-// Redis's reply, which Client's ReadTimeout bounds (3 s by default), also
-// when Redis has stopped answering.
+// Redis, which Client's DialTimeout and ReadTimeout bound (5 s and 3 s by
+// default), also when Redis has stopped answering.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	b.closed = true

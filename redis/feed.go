@@ -273,10 +273,15 @@ func (b *Broker) round(ctx context.Context) (more bool, err error) {
 // trimmed tells whether the stream st no longer holds some entry after
 // f's place. Trimming takes the oldest entries, and st.EntriesAdded -
 // st.Length is how many are gone: more than f.added, entries after f's
-// place are among them. XDEL records the greatest id it removed.
+// place are among them. XDEL records the greatest id it removed. A stream
+// that gained fewer than f.added was deleted and made again: what it held
+// after f's place is gone.
 func trimmed(st *redis.XInfoStream, f *feed) error {
 	if md, ok := parseID(st.MaxDeletedEntryID); ok && f.last.compare(md) < 0 {
 		return errors.New("entries the feed had yet to read were deleted")
+	}
+	if st.EntriesAdded < f.added {
+		return errors.New("the stream was deleted and made again")
 	}
 	if gone := st.EntriesAdded - st.Length; gone > f.added {
 		return fmt.Errorf("the stream was trimmed past the feed: %d entries gone, the feed had read %d", gone, f.added)

@@ -23,6 +23,25 @@ func seq(prefix string, from, to int) []string {
 
 func maxLen10(n *node) { n.broker.MaxLen = 10 }
 
+// publishAfterRestart publishes data on topic t of n, each again until
+// Redis takes it: the first command on each pooled connection finds it
+// broken.
+func publishAfterRestart(t *testing.T, n *node, data ...string) {
+	t.Helper()
+	for _, d := range data {
+		for attempt := 0; ; attempt++ {
+			_, err := n.hub.Publish(context.Background(), "t", sse.Message{Data: []byte(d)})
+			if err == nil {
+				break
+			}
+			if attempt == 100 {
+				t.Fatalf("publish %s: %v", d, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
 // resumesWithReset checks that a client resuming on n after last, whose
 // events after it Redis has trimmed, gets the reset event, then live
 // events.
@@ -90,18 +109,7 @@ func TestLaggingFeedPastMaxLenAcrossRestart(t *testing.T) {
 	h.hold()
 	srv.Stop(syscall.SIGKILL)
 	srv.Restart(t)
-	for _, d := range seq("e", 1, 300) {
-		for attempt := 0; ; attempt++ { // the first on each pooled connection finds it broken
-			_, err := a.hub.Publish(context.Background(), "t", sse.Message{Data: []byte(d)})
-			if err == nil {
-				break
-			}
-			if attempt == 100 {
-				t.Fatalf("publish %s: %v", d, err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	publishAfterRestart(t, a, seq("e", 1, 300)...)
 	h.release()
 	noSkip(t, a, b, live, e0, 0, 300)
 }
@@ -120,4 +128,30 @@ func TestResumeOnLaggingNodeNeverStalls(t *testing.T) {
 	a.publish(t, "t", seq("e", 500, 999)...) // e499 is trimmed
 	h.release()
 	noSkip(t, a, b, c, last, 499, 999)
+}
+
+// A Redis restart without persistence loses the events a held-back node
+// had yet to read: its feed finds the stream made anew, and its
+// subscribers are cut off and get the reset event, rather than skip from
+// e4 to e8.
+func TestLaggingFeedAcrossRestartWithoutPersistence(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, false)
+	a, b, h, live, _ := lagPair(t, srv)
+	a.publish(t, "t", seq("e", 1, 4)...)
+	last := live.expect(t, seq("e", 1, 4)...)[3]
+	h.hold()
+	a.publish(t, "t", seq("e", 5, 7)...)
+	srv.Stop(syscall.SIGKILL)
+	srv.Restart(t)
+	publishAfterRestart(t, a, seq("e", 8, 9)...)
+	h.release()
+	got, ended := live.consecutive(t, "e", 4, 9)
+	if !ended {
+		t.Fatalf("got %+v after e4, though e5 to e7 are gone", got)
+	}
+	s := b.subscribe(t, "topic=t", last.id)
+	if e := s.next(t); e.typ != "reset" {
+		t.Fatalf("resuming after e4: got %+v, want the reset event", e)
+	}
 }
