@@ -113,14 +113,13 @@ type Broker struct {
 	// of feeds; nil means slog.Default().
 	Logger *slog.Logger
 
-	mu         sync.Mutex // guards closed, topics, addedLow, addedAny, and the start of the reader
+	mu         sync.Mutex // guards closed, topics, added, and the start of the reader
 	closed     bool
 	topics     map[string][]*feed // the feeds of each topic the reader reads
 	stopReader context.CancelFunc
 	pubsub     *redis.PubSub
 	wake       chan struct{}   // one token: a round is due
-	addedLow   streamID        // the oldest start of the feeds added since the reader last listed them,
-	addedAny   bool            // if any
+	added      []*feed         // since the reader last listed the feeds
 	channels   map[string]bool // the reader's: the Pub/Sub channels it subscribed to
 	wg         sync.WaitGroup  // the reader and its receiver
 }
@@ -292,7 +291,7 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 		return "", fmt.Errorf("sseredis: subscribe to %q: %w", topic, err)
 	}
 	last, _ := parseID(pos)
-	f := &feed{ctx: ctx, topic: topic, deliver: deliver, last: last, added: added}
+	f := &feed{ctx: ctx, topic: topic, key: b.key(topic), deliver: deliver, last: last, added: added}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -302,9 +301,7 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 		b.startReader()
 	}
 	b.topics[topic] = append(b.topics[topic], f)
-	if !b.addedAny || last.compare(b.addedLow) < 0 {
-		b.addedLow, b.addedAny = last, true
-	}
+	b.added = append(b.added, f)
 	b.mu.Unlock()
 	b.poke()
 	context.AfterFunc(ctx, func() { b.drop(f) })

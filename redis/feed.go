@@ -25,6 +25,7 @@ import (
 type feed struct {
 	ctx     context.Context
 	topic   string
+	key     string // its stream
 	deliver func(sse.Entry)
 	// The reader's: the id of the newest entry delivered, or the start
 	// position; how many entries the stream had gained up to it (XINFO's
@@ -186,14 +187,76 @@ func (b *Broker) subscriptions(ctx context.Context, topics []readTopic) {
 }
 
 // round reads every topic with feeds once and delivers what is new, in id
-// order across topics. more reports that a topic had more than one round
-// reads.
+// order across topics. more reports that some entries were left for the
+// next round.
 func (b *Broker) round(ctx context.Context) (more bool, err error) {
 	topics := b.readTopics()
 	b.subscriptions(ctx, topics)
 	if len(topics) == 0 {
 		return false, nil
 	}
+	all, watermark, more, err := b.readAll(ctx, topics)
+	if err != nil {
+		return false, err
+	}
+	// A feed that started during the read was not in it, and may have
+	// entries older than the newest read of other topics: they must come
+	// first. Its entries up to that newest one all exist already, so a
+	// second read gets them.
+	if added := b.takeAdded(); len(added) > 0 && len(all) > 0 {
+		newest := all[0].id
+		for _, e := range all {
+			if e.id.compare(newest) > 0 {
+				newest = e.id
+			}
+		}
+		extra, wm, more2, err := b.readAll(ctx, group(added))
+		if err != nil {
+			return false, err
+		}
+		more = more || more2
+		if wm.compare(watermark) < 0 {
+			watermark = wm
+		}
+		for _, e := range extra {
+			if e.id.compare(newest) <= 0 {
+				all = append(all, e)
+			} else {
+				more = true // the next round reads them with the others
+			}
+		}
+	}
+	slices.SortStableFunc(all, func(x, y feedEntry) int { return x.id.compare(y.id) })
+	for _, e := range all {
+		if e.id.compare(watermark) > 0 {
+			more = true
+			break
+		}
+		for _, f := range e.feeds {
+			if f.ended || f.ctx.Err() != nil || e.id.compare(f.last) <= 0 {
+				continue // stopped, gone, or it started after e
+			}
+			f.deliver(e.Entry)
+			f.last = e.id
+			f.added++
+		}
+	}
+	return more, nil
+}
+
+// feedEntry is an entry read and the feeds to deliver it to.
+type feedEntry struct {
+	idEntry
+	feeds []*feed
+}
+
+// readAll reads topics in one call, and reports a gap to each feed that
+// lost entries. The entries of a topic that had more than maxRead are
+// read up to the watermark, its last one read: events of other topics
+// after it wait for the next round, so that none is delivered before an
+// older one of another topic.
+func (b *Broker) readAll(ctx context.Context, topics []readTopic) (all []feedEntry, watermark streamID, more bool, err error) {
+	watermark = maxID
 	keys := make([]string, len(topics))
 	args := make([]any, 1, 1+len(topics))
 	args[0] = maxRead
@@ -203,21 +266,15 @@ func (b *Broker) round(ctx context.Context) (more bool, err error) {
 	}
 	res, err := readScript.Run(ctx, b.Client, keys, args...).Slice()
 	if err != nil {
-		return false, fmt.Errorf("sseredis: reading %d topics: %w", len(topics), err)
+		return nil, maxID, false, fmt.Errorf("sseredis: reading %d topics: %w", len(topics), err)
 	}
 	if len(res) != len(topics) {
-		return false, fmt.Errorf("sseredis: reading %d topics: %d replies", len(topics), len(res))
+		return nil, maxID, false, fmt.Errorf("sseredis: reading %d topics: %d replies", len(topics), len(res))
 	}
-	// The entries of a topic that had more than maxRead are read up to
-	// the watermark, its last one read: events of other topics after it
-	// wait for the next round, so that none is delivered before an older
-	// one of another topic.
-	watermark := maxID
-	var all []idEntry
 	for i, t := range topics {
 		xs, info, err := readReply(res[i])
 		if err != nil {
-			return false, fmt.Errorf("sseredis: reading %q: %w", t.name, err)
+			return nil, maxID, false, fmt.Errorf("sseredis: reading %q: %w", t.name, err)
 		}
 		if info != nil {
 			for _, f := range t.feeds {
@@ -235,39 +292,12 @@ func (b *Broker) round(ctx context.Context) (more bool, err error) {
 		for _, x := range xs {
 			id, ok := parseID(x.ID)
 			if !ok {
-				return false, fmt.Errorf("sseredis: reading %q: entry id %q", t.name, x.ID)
+				return nil, maxID, false, fmt.Errorf("sseredis: reading %q: entry id %q", t.name, x.ID)
 			}
-			all = append(all, idEntry{id, entry(t.name, x)})
+			all = append(all, feedEntry{idEntry{id, entry(t.name, x)}, t.feeds})
 		}
 	}
-	// A feed that started during the round may have entries older than
-	// those read of other topics, which this round did not read: what
-	// comes after its start waits for the next round, which reads it.
-	b.mu.Lock()
-	if b.addedAny && b.addedLow.compare(watermark) < 0 {
-		watermark = b.addedLow
-	}
-	b.mu.Unlock()
-	slices.SortStableFunc(all, func(x, y idEntry) int { return x.id.compare(y.id) })
-	byTopic := make(map[string][]*feed, len(topics))
-	for _, t := range topics {
-		byTopic[t.name] = t.feeds
-	}
-	for _, e := range all {
-		if e.id.compare(watermark) > 0 {
-			more = true
-			break
-		}
-		for _, f := range byTopic[e.Topic] {
-			if f.ended || f.ctx.Err() != nil || e.id.compare(f.last) <= 0 {
-				continue // stopped, gone, or it started after e
-			}
-			f.deliver(e.Entry)
-			f.last = e.id
-			f.added++
-		}
-	}
-	return more, nil
+	return all, watermark, more, nil
 }
 
 // trimmed tells whether the stream st no longer holds some entry after
@@ -305,16 +335,40 @@ func (b *Broker) gap(f *feed, err error) {
 func (b *Broker) readTopics() []readTopic {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.addedAny = false
-	topics := make([]readTopic, 0, len(b.topics))
-	for name, feeds := range b.topics {
-		t := readTopic{name: name, key: b.key(name), from: maxID, feeds: slices.Clone(feeds)}
-		for _, f := range feeds {
-			if f.last.compare(t.from) < 0 {
-				t.from = f.last
-			}
+	b.added = nil
+	var feeds []*feed
+	for _, fs := range b.topics {
+		feeds = append(feeds, fs...)
+	}
+	return group(feeds)
+}
+
+// takeAdded returns the feeds added since readTopics.
+func (b *Broker) takeAdded() []*feed {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	added := b.added
+	b.added = nil
+	return added
+}
+
+// group is the topics of feeds, each read from the oldest place of its
+// feeds.
+func group(feeds []*feed) []readTopic {
+	var topics []readTopic
+	index := make(map[string]int)
+	for _, f := range feeds {
+		i, ok := index[f.topic]
+		if !ok {
+			i = len(topics)
+			index[f.topic] = i
+			topics = append(topics, readTopic{name: f.topic, key: f.key, from: f.last})
 		}
-		topics = append(topics, t)
+		t := &topics[i]
+		t.feeds = append(t.feeds, f)
+		if f.last.compare(t.from) < 0 {
+			t.from = f.last
+		}
 	}
 	return topics
 }
