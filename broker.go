@@ -82,10 +82,11 @@ type Entry struct {
 //
 // One Last-Event-ID stands for a client's place in all of its topics. With
 // a Broker whose feeds of different topics are not delivered in one order
-// (one reader per topic, as in Redis Streams), a client of several topics
-// can resume after an event of one topic that a feed of another has not yet
+// (one independent reader per topic), a client of several topics can
+// resume after an event of one topic that a feed of another has not yet
 // delivered, and miss events there: serve one topic per stream with such a
-// Broker.
+// Broker. The Redis Broker reads all of a node's topics at once, in one
+// order.
 type Broker interface {
 	// Publish stores m on topic and returns the id it is known by: m.ID
 	// when set (a Broker that cannot keep ids of its own must refuse them),
