@@ -172,9 +172,10 @@ func (b *Broker) check() error {
 
 // Publish implements [sse.Broker]: it appends m to the topic's stream and
 // returns the entry id, which is the event id. Type, Data, Retry and Comment
-// are stored; a set m.ID gives [ErrOwnID], a Type or Comment that the Hub
-// could not send an error wrapping [sse.ErrInvalidField]. An error means Redis did not
-// acknowledge the event: it may or may not have been stored.
+// are stored; a set m.ID gives [ErrOwnID], and a Type or Comment that the
+// Hub could not send (a line break) an error wrapping [sse.ErrInvalidField],
+// storing nothing. Another error means Redis did not acknowledge the event:
+// it may or may not have been stored.
 func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (string, error) {
 	if m.ID != "" {
 		return "", ErrOwnID
