@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -166,4 +167,29 @@ func TestHubGapEndsWaitForReplayHead(t *testing.T) {
 	again := subscribed(t, h, ts, "topic=t", http.Header{"Last-Event-Id": {ids[1]}})
 	publish(t, h, "t", "e4")
 	expectData(t, "after the gap", again, "e4")
+}
+
+// TestHubGapServeReturnsErrEvicted: Serve of a subscriber whose feed
+// reports a gap returns ErrEvicted, which tells the handler why.
+func TestHubGapServeReturnsErrEvicted(t *testing.T) {
+	t.Parallel()
+	b := newGapBroker()
+	h := &sse.Hub{Broker: b, Logger: quiet}
+	t.Cleanup(func() { h.Close() })
+	served := make(chan error, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := sse.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		served <- h.Serve(c, "t")
+	}))
+	t.Cleanup(ts.Close)
+	_, d := open(t, ts.Client(), ts.URL, nil)
+	waitStats(t, h, "counted the subscriber", func(s sse.HubStats) bool { return s.Subscribers == 1 })
+	b.gap("t")
+	if err := <-served; !errors.Is(err, sse.ErrEvicted) {
+		t.Fatalf("Serve returned %v, want ErrEvicted", err)
+	}
+	ends(t, "stream", d)
 }
