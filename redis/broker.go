@@ -113,13 +113,18 @@ type Broker struct {
 	// of feeds; nil means slog.Default().
 	Logger *slog.Logger
 
-	mu         sync.Mutex // guards closed, topics, added, and the start of the reader
+	mu         sync.Mutex // guards the fields below but channels and wg
 	closed     bool
 	topics     map[string][]*feed // the feeds of each topic the reader reads
 	stopReader context.CancelFunc
 	pubsub     *redis.PubSub
 	wake       chan struct{}   // one token: a round is due
 	added      []*feed         // since the reader last listed the feeds
+	dirty      map[string]bool // topics woken since the reader last listed them
+	pending    map[string]bool // topics whose wake-ups are not yet confirmed
+	wakeMax    streamID        // the id of the newest wake-up
+	full       bool            // the next round reads every topic
+	degraded   bool            // the Pub/Sub connection is down: every round reads every topic
 	channels   map[string]bool // the reader's: the Pub/Sub channels it subscribed to
 	wg         sync.WaitGroup  // the reader and its receiver
 }
@@ -230,7 +235,7 @@ else
 	redis.call('XADD', KEYS[1], id, unpack(ARGV, 3))
 end
 redis.call('SET', KEYS[2], id)
-redis.call('PUBLISH', ARGV[2], '')
+redis.call('PUBLISH', ARGV[2], id)
 return id
 `)
 
@@ -303,6 +308,7 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 	}
 	b.topics[topic] = append(b.topics[topic], f)
 	b.added = append(b.added, f)
+	b.dirty[topic] = true
 	b.mu.Unlock()
 	b.poke()
 	context.AfterFunc(ctx, func() { b.drop(f) })

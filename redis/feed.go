@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/b2ce5911/sse"
@@ -61,6 +62,8 @@ func (b *Broker) startReader() {
 	b.pubsub = b.Client.Subscribe(ctx) // no channel yet: it connects when the receiver first waits
 	b.wake = make(chan struct{}, 1)
 	b.topics = make(map[string][]*feed)
+	b.dirty = make(map[string]bool)
+	b.pending = make(map[string]bool)
 	b.wg.Add(2)
 	go b.receive(ctx)
 	go b.read(ctx)
@@ -86,8 +89,11 @@ func (b *Broker) receive(ctx context.Context) {
 		}
 		if err != nil {
 			// go-redis reconnects and subscribes again on the next
-			// Receive; wake-ups sent meanwhile are lost, which the round
-			// of each confirmed subscription makes up for.
+			// Receive; wake-ups sent meanwhile are lost: every round reads
+			// every topic until a subscription is confirmed.
+			b.mu.Lock()
+			b.degraded = true
+			b.mu.Unlock()
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
 			if !sleep(ctx, backoff) {
 				return
@@ -95,11 +101,48 @@ func (b *Broker) receive(ctx context.Context) {
 			continue
 		}
 		backoff = 0
-		switch msg.(type) {
-		case *redis.Message, *redis.Subscription:
-			b.poke()
-		}
+		b.woken(msg)
 	}
+}
+
+// woken notes what a Pub/Sub message tells the reader. A wake-up names
+// its topic and carries its entry's id. Wake-ups come in id order, since
+// Redis runs the publish scripts one at a time: once the reader has one,
+// it has had those of every older entry of the topics it is subscribed
+// to, which a round of the woken topics can therefore deliver up to it. A
+// confirmed subscription ends a time when wake-ups may have been lost (a
+// reconnection) or did not come (a new topic): a round of every topic
+// follows.
+func (b *Broker) woken(msg any) {
+	prefix := b.wakeChannel("")
+	b.mu.Lock()
+	switch m := msg.(type) {
+	case *redis.Message:
+		topic, ok := strings.CutPrefix(m.Channel, prefix)
+		id, idOK := parseID(m.Payload)
+		if !ok || !idOK {
+			b.full = true // not ours: read everything
+			break
+		}
+		b.dirty[topic] = true
+		if id.compare(b.wakeMax) > 0 {
+			b.wakeMax = id
+		}
+	case *redis.Subscription:
+		if m.Kind != "subscribe" {
+			b.mu.Unlock()
+			return
+		}
+		if topic, ok := strings.CutPrefix(m.Channel, prefix); ok {
+			delete(b.pending, topic)
+		}
+		b.degraded, b.full = false, true
+	default:
+		b.mu.Unlock()
+		return
+	}
+	b.mu.Unlock()
+	b.poke()
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -129,6 +172,9 @@ func (b *Broker) read(ctx context.Context) {
 			return
 		case <-b.wake:
 		case <-timer.C:
+			b.mu.Lock()
+			b.full = true
+			b.mu.Unlock()
 		}
 		more, err := b.round(ctx)
 		if ctx.Err() != nil {
@@ -154,25 +200,31 @@ func (b *Broker) read(ctx context.Context) {
 	}
 }
 
-// subscriptions brings the Pub/Sub's channels in line with topics.
-// go-redis keeps the set across reconnections, so an error here is
-// mended when the connection is made again.
-func (b *Broker) subscriptions(ctx context.Context, topics []readTopic) {
-	want := make(map[string]bool, len(topics))
+// subscriptions brings the Pub/Sub's channels in line with the topics
+// that have feeds. go-redis keeps the set across reconnections, so an
+// error here is mended when the connection is made again. A topic is
+// pending until its subscription is confirmed: every round reads it,
+// since no wake-up tells of its entries yet.
+func (b *Broker) subscriptions(ctx context.Context) {
+	b.mu.Lock()
+	want := make(map[string]bool, len(b.topics))
 	var add []string
-	for _, t := range topics {
-		ch := b.wakeChannel(t.name)
+	for topic := range b.topics {
+		ch := b.wakeChannel(topic)
 		want[ch] = true
 		if !b.channels[ch] {
 			add = append(add, ch)
+			b.pending[topic] = true
 		}
 	}
 	var drop []string
 	for ch := range b.channels {
 		if !want[ch] {
 			drop = append(drop, ch)
+			delete(b.pending, strings.TrimPrefix(ch, b.wakeChannel("")))
 		}
 	}
+	b.mu.Unlock()
 	if len(drop) > 0 {
 		if err := b.pubsub.Unsubscribe(ctx, drop...); err != nil {
 			b.logger().Warn("sseredis: unsubscribing from wake-ups failed", "err", err)
@@ -186,18 +238,23 @@ func (b *Broker) subscriptions(ctx context.Context, topics []readTopic) {
 	b.channels = want
 }
 
-// round reads every topic with feeds once and delivers what is new, in id
-// order across topics. more reports that some entries were left for the
-// next round.
+// round reads the topics that have news (or all of them) once and
+// delivers what is new, in id order across topics, up to the watermark
+// that keeps that order. more reports that a topic had more entries than
+// one round reads.
 func (b *Broker) round(ctx context.Context) (more bool, err error) {
-	topics := b.readTopics()
-	b.subscriptions(ctx, topics)
+	b.subscriptions(ctx)
+	topics, watermark := b.readTopics()
 	if len(topics) == 0 {
 		return false, nil
 	}
-	all, watermark, more, err := b.readAll(ctx, topics)
+	all, wm, more, err := b.readAll(ctx, topics)
 	if err != nil {
+		b.redo(topics)
 		return false, err
+	}
+	if wm.compare(watermark) < 0 {
+		watermark = wm
 	}
 	// A feed that started during the read was not in it, and may have
 	// entries older than the newest read of other topics: they must come
@@ -212,6 +269,7 @@ func (b *Broker) round(ctx context.Context) (more bool, err error) {
 		}
 		extra, wm, more2, err := b.readAll(ctx, group(added))
 		if err != nil {
+			b.redo(topics)
 			return false, err
 		}
 		more = more || more2
@@ -221,15 +279,19 @@ func (b *Broker) round(ctx context.Context) (more bool, err error) {
 		for _, e := range extra {
 			if e.id.compare(newest) <= 0 {
 				all = append(all, e)
-			} else {
-				more = true // the next round reads them with the others
 			}
+			// the rest when Subscribe's wake-up, or the topic's, comes
 		}
 	}
 	slices.SortStableFunc(all, func(x, y feedEntry) int { return x.id.compare(y.id) })
-	for _, e := range all {
+	for i, e := range all {
 		if e.id.compare(watermark) > 0 {
-			more = true
+			// Read again when wake-ups tell that nothing older can come.
+			b.mu.Lock()
+			for _, e := range all[i:] {
+				b.dirty[e.Topic] = true
+			}
+			b.mu.Unlock()
 			break
 		}
 		for _, f := range e.feeds {
@@ -330,17 +392,44 @@ func (b *Broker) gap(f *feed, err error) {
 	f.deliver(sse.Entry{Topic: f.topic, Gap: &sse.HistoryGapError{Reason: sse.GapExpired, Err: fmt.Errorf("sseredis: topic %q: %w", f.topic, err)}})
 }
 
-// readTopics is what the next round reads: every topic with a feed that
-// has not stopped.
-func (b *Broker) readTopics() []readTopic {
+// readTopics is what the next round reads, and up to which id it may
+// deliver: the topics woken since the last round and those whose
+// subscription is pending, up to the newest wake-up; or every topic with
+// feeds, with no bound, on the reader's timer, after a confirmed
+// subscription, and while the Pub/Sub connection is down.
+func (b *Broker) readTopics() ([]readTopic, streamID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.added = nil
 	var feeds []*feed
-	for _, fs := range b.topics {
-		feeds = append(feeds, fs...)
+	watermark := maxID
+	if b.full || b.degraded {
+		for _, fs := range b.topics {
+			feeds = append(feeds, fs...)
+		}
+	} else {
+		watermark = b.wakeMax
+		for topic := range b.dirty {
+			feeds = append(feeds, b.topics[topic]...)
+		}
+		for topic := range b.pending {
+			if !b.dirty[topic] {
+				feeds = append(feeds, b.topics[topic]...)
+			}
+		}
 	}
-	return group(feeds)
+	b.full = false
+	clear(b.dirty)
+	return group(feeds), watermark
+}
+
+// redo marks topics to be read again, after a failed round.
+func (b *Broker) redo(topics []readTopic) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range topics {
+		b.dirty[t.name] = true
+	}
 }
 
 // takeAdded returns the feeds added since readTopics.

@@ -239,3 +239,21 @@ func TestPublishValidatesFields(t *testing.T) {
 	n.publish(t, "t", "ok")
 	s.expect(t, "ok")
 }
+
+// An entry whose wake-up never came (as one lost while the Pub/Sub
+// connection was down) still reaches the subscribers: the reader reads
+// every topic each Block.
+func TestLostWakeUpIsPolled(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, false)
+	n := newNode(t, srv)
+	s := n.subscribe(t, "topic=t", "")
+	n.publish(t, "t", "woken")
+	s.expect(t, "woken")
+	if err := n.client.XAdd(context.Background(), &redis.XAddArgs{Stream: "sse:topic:t", Values: []any{"data", "unannounced"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.expect(t, "unannounced")
+	n.publish(t, "t", "woken again")
+	s.expect(t, "woken again")
+}
