@@ -58,31 +58,34 @@ const emptyPosition = "0-0"
 // the last id given out. Publish runs a script that picks an id the way
 // XADD "*" does (server time in ms, then a sequence) but across all topics
 // of the Prefix, XADDs the event with an approximate MAXLEN bound, and
-// publishes a wake-up on the Pub/Sub channel Prefix+"wake:"+T: so ids are
+// publishes its id on the Pub/Sub channel Prefix+"wake:"+T: so ids are
 // unique across topics and in publish order, and a client of several topics
 // resumes correctly from one id. Streams must be written through a Broker
 // only. On Redis Cluster, put a hash tag in Prefix ("{sse}:") so that all
 // the keys are in one slot.
 //
 // The feeds of a Broker share one reader, started by the first Subscribe:
-// one goroutine that reads every topic with feeds in one script call (a
-// round, non-blocking XRANGEs after each feed's place), and delivers the new
-// entries in id order. A round runs on a wake-up of one of its topics, on a
-// confirmed Pub/Sub subscription (a new topic, or the Pub/Sub connection
-// back after an outage that may have lost wake-ups), and every Block
-// anyway. So a node holds one Pub/Sub connection, outside Client's pool,
-// and uses one pooled connection per round, however many topics it serves:
-// go-redis' default pool does. A Redis error is retried with backoff from
-// where each feed stands, so a feed survives a Redis restart without loss
-// or duplicate as far as Redis kept what it acknowledged (run it with
-// appendonly yes and appendfsync always for that guarantee). A feed that
-// finds that entries it had yet to read were trimmed meanwhile (it lagged
-// more than MaxLen behind) reports a gap, and its Hub cuts the topic's
-// subscribers off so that they replay, or get the reset event: never a
-// silent hole. Replay is XRANGE after the given id, and answers
-// [sse.ErrHistoryGap] for an id that is malformed, unknown to the topics,
-// or older than entries Redis no longer keeps. Recent, for [sse.Hub.Recent],
-// is XREVRANGE with a count.
+// one goroutine that reads its topics in one script call (a round, with
+// non-blocking XRANGEs after each feed's place) and delivers the new
+// entries in id order. The wake-up carries the entry's id, and wake-ups
+// come in id order, so a round reads only the topics woken since the last
+// one and delivers their entries up to the newest wake-up: nothing older
+// can be missing. Every topic is read in a round every Block, after each
+// confirmed Pub/Sub subscription (a new topic, or the connection back
+// after an outage that may have lost wake-ups), and while the Pub/Sub
+// connection is down. So a node holds one Pub/Sub connection, outside
+// Client's pool, and uses one pooled connection per round, however many
+// topics it serves: go-redis' default pool does. A Redis error is retried
+// with backoff from where each feed stands, so a feed survives a Redis
+// restart without loss or duplicate as far as Redis kept what it
+// acknowledged (run it with appendonly yes and appendfsync always for
+// that guarantee). A feed that finds that entries it had yet to read were
+// trimmed meanwhile (it lagged more than MaxLen behind) reports a gap,
+// and its Hub cuts the topic's subscribers off so that they replay, or get
+// the reset event: never a silent hole. Replay is XRANGE after the given
+// id, and answers [sse.ErrHistoryGap] for an id that is malformed, unknown
+// to the topics, or older than entries Redis no longer keeps. Recent, for
+// [sse.Hub.Recent], is XREVRANGE with a count.
 //
 // go-redis retries a command whose reply it lost (Client's MaxRetries):
 // for a publish that can store the event twice if Redis had taken it. Set
@@ -105,9 +108,9 @@ type Broker struct {
 	// trims whole nodes of entries, so a stream may hold somewhat more.
 	// 0 means DefaultMaxLen; a negative value never trims.
 	MaxLen int64
-	// Block is how long the reader waits for a wake-up before it reads
-	// its topics anyway: the longest a lost wake-up delays an event. 0
-	// means DefaultBlock; under 10 ms counts as 10 ms.
+	// Block is how often the reader reads all of its topics, woken or
+	// not: the longest a lost wake-up delays an event. 0 means
+	// DefaultBlock; under 10 ms counts as 10 ms.
 	Block time.Duration
 	// Logger receives the Redis errors the reader retries and the gaps
 	// of feeds; nil means slog.Default().

@@ -12,12 +12,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// A Broker's feeds share one reader: a goroutine that reads every topic
-// the node serves in one script call (a round), atomically, and delivers
-// the new entries of all of them merged by id. A round runs when a
-// Pub/Sub wake-up says a topic has news, when a Pub/Sub subscription is
-// confirmed (a topic was added, or the Pub/Sub connection came back and
-// may have missed wake-ups), and every Block in any case. So a node holds
+// A Broker's feeds share one reader: a goroutine that reads the node's
+// topics in one script call (a round), atomically, and delivers the new
+// entries of all of them merged by id. A round reads the topics that
+// Pub/Sub wake-ups named, up to the newest wake-up's id; or all of them,
+// every Block and whenever wake-ups may have been lost. So a node holds
 // one Pub/Sub connection and, during a round, one pooled connection,
 // whatever its number of topics; no command blocks in Redis, and Close
 // only has to close the Pub/Sub connection and wait for a round's reply.
