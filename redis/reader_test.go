@@ -250,9 +250,12 @@ func TestLostWakeUpIsPolled(t *testing.T) {
 	s := n.subscribe(t, "topic=t", "")
 	n.publish(t, "t", "woken")
 	s.expect(t, "woken")
-	if err := n.client.XAdd(context.Background(), &redis.XAddArgs{Stream: "sse:topic:t", Values: []any{"data", "unannounced"}}).Err(); err != nil {
+	ctx := context.Background()
+	id, err := n.client.XAdd(ctx, &redis.XAddArgs{Stream: "sse:topic:t", Values: []any{"data", "unannounced"}}).Result()
+	if err != nil {
 		t.Fatal(err)
 	}
+	n.client.Set(ctx, "sse:lastid", id, 0) // as Publish would, so that its next id is greater
 	s.expect(t, "unannounced")
 	n.publish(t, "t", "woken again")
 	s.expect(t, "woken again")
