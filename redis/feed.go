@@ -249,7 +249,7 @@ func (b *Broker) round(ctx context.Context) (more bool, err error) {
 	}
 	all, wm, more, err := b.readAll(ctx, topics)
 	if err != nil {
-		b.redo(topics)
+		b.redo()
 		return false, err
 	}
 	if wm.compare(watermark) < 0 {
@@ -268,7 +268,7 @@ func (b *Broker) round(ctx context.Context) (more bool, err error) {
 		}
 		extra, wm, more2, err := b.readAll(ctx, group(added))
 		if err != nil {
-			b.redo(topics)
+			b.redo()
 			return false, err
 		}
 		more = more || more2
@@ -422,13 +422,12 @@ func (b *Broker) readTopics() ([]readTopic, streamID) {
 	return group(feeds), watermark
 }
 
-// redo marks topics to be read again, after a failed round.
-func (b *Broker) redo(topics []readTopic) {
+// redo makes the round after a failed one read every topic, with no
+// bound: the failed one may have been such a round.
+func (b *Broker) redo() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, t := range topics {
-		b.dirty[t.name] = true
-	}
+	b.full = true
 }
 
 // takeAdded returns the feeds added since readTopics.
