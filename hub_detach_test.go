@@ -456,4 +456,3 @@ func TestHubHammerDetachedAndAttached(t *testing.T) {
 		t.Fatalf("stats %+v: no one should be evicted", s)
 	}
 }
-
