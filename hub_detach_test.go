@@ -456,3 +456,33 @@ func TestHubHammerDetachedAndAttached(t *testing.T) {
 		t.Fatalf("stats %+v: no one should be evicted", s)
 	}
 }
+
+// TestHubHTTP10StreamStaysAttached: a HTTP/1.0 response has no chunks, so
+// its stream is not detached (which would write chunks into it).
+func TestHubHTTP10StreamStaysAttached(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{Logger: quiet}
+	ts := hubServer(t, h)
+	before := h.Stats().Subscriptions
+	resp := rawStream(t, ts.Listener.Addr().String(), "GET /?topic=t HTTP/1.0\r\nHost: x\r\n\r\n")
+	waitSubscribed(t, h, before)
+	if resp.StatusCode != http.StatusOK || len(resp.TransferEncoding) != 0 {
+		t.Fatalf("status %d, transfer encoding %q", resp.StatusCode, resp.TransferEncoding)
+	}
+	ids := publish(t, h, "t", "one")
+	var body []byte
+	for !strings.Contains(string(body), "data: one\n\n") {
+		b := make([]byte, 512)
+		n, err := resp.Body.Read(b)
+		if err != nil {
+			t.Fatalf("after %q: %v", body, err)
+		}
+		body = append(body, b[:n]...)
+	}
+	// A heartbeat line, the position, the event, and nothing else (such
+	// as chunk sizes and CRLFs).
+	if got := strings.SplitN(string(body), "\n", 3); len(got) != 3 || got[0] != ":" ||
+		!strings.HasPrefix(got[1], "id: ") || !strings.HasSuffix(got[2], "\nid: "+ids[0]+"\ndata: one\n\n") || strings.Contains(string(body), "\r") {
+		t.Fatalf("body %q", body)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -155,6 +156,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		lastEventID:  lastEventID(r),
 		reqDone:      r.Context().Done(),
 		streamTimer:  r.ProtoMajor >= 2,
+		chunked:      chunked(r, h),
 		epoch:        time.Now(),
 	}
 	hb := cmp.Or(u.Heartbeat, DefaultHeartbeat)
@@ -211,6 +213,16 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		c.mu.Unlock()
 	}
 	return c, nil
+}
+
+// chunked reports whether net/http frames the response to r, with header
+// h, as chunks (see net/http's chunkWriter.writeHeader): a HTTP/1.1
+// request other than HEAD whose response sets no identity transfer coding
+// (Upgrade removes any length). HTTP/1.0 bodies are unframed, HTTP/2 ones
+// in frames of its own.
+func chunked(r *http.Request, h http.Header) bool {
+	return r.ProtoMajor == 1 && r.ProtoMinor >= 1 && r.Method != http.MethodHead &&
+		!strings.EqualFold(h.Get("Transfer-Encoding"), "identity")
 }
 
 // flusher finds, as http.ResponseController would, how w or a writer it
