@@ -216,22 +216,6 @@ func TestHubDetachedIdleHoldsNoGoroutine(t *testing.T) {
 	}
 }
 
-// frozenStream opens a stream whose client never reads, with a small
-// receive buffer.
-func frozenStream(t *testing.T, h *sse.Hub, ts *httptest.Server) net.Conn {
-	t.Helper()
-	n := h.Stats().Subscriptions
-	c, err := net.Dial("tcp", ts.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.(*net.TCPConn).SetReadBuffer(1024)
-	t.Cleanup(func() { c.Close() })
-	io.WriteString(c, "GET /?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitSubscribed(t, h, n)
-	return c
-}
-
 // fill publishes large events on t until cond holds, or fails after 30 s.
 func fill(t *testing.T, h *sse.Hub, what string, cond func() bool) {
 	t.Helper()
@@ -255,7 +239,7 @@ func TestHubDetachedFrozenClientCut(t *testing.T) {
 	t.Parallel()
 	h := &sse.Hub{History: 1 << 14, HistoryBytes: 1 << 30, Logger: quiet, Upgrader: sse.Upgrader{WriteTimeout: 100 * time.Millisecond}}
 	ts := hubServer(t, h)
-	frozenStream(t, h, ts)
+	rawSubscribe(t, h, ts, "/?topic=t")
 	fill(t, h, "the write deadline cut", func() bool { return h.Subscribers("t") == 0 })
 	if s := h.Stats(); s.Evicted != 0 {
 		t.Fatalf("stats %+v: the deadline should have cut it, not an eviction", s)
@@ -268,7 +252,7 @@ func TestHubDetachedEvicted(t *testing.T) {
 	t.Parallel()
 	h := &sse.Hub{History: 8, Logger: quiet, Upgrader: sse.Upgrader{WriteTimeout: time.Hour}}
 	ts := hubServer(t, h)
-	frozenStream(t, h, ts)
+	rawSubscribe(t, h, ts, "/?topic=t")
 	fill(t, h, "the eviction", func() bool { return h.Stats().Evicted == 1 })
 	waitStats(t, h, "let the evicted stream go", func(s sse.HubStats) bool { return s.Subscribers == 0 })
 	if n := h.Subscribers("t"); n != 0 {
@@ -282,7 +266,7 @@ func TestHubCloseFrozenDetached(t *testing.T) {
 	t.Parallel()
 	h := &sse.Hub{History: 1 << 14, HistoryBytes: 1 << 30, Logger: quiet, Upgrader: sse.Upgrader{WriteTimeout: time.Hour}}
 	ts := hubServer(t, h)
-	c := frozenStream(t, h, ts)
+	c := rawSubscribe(t, h, ts, "/?topic=t")
 	// 16 MB, more than loopback buffers hold: the writer is stuck.
 	for range 256 {
 		publish(t, h, "t", strings.Repeat("x", 64<<10))
@@ -436,20 +420,7 @@ func TestHubHammerDetachedAndAttached(t *testing.T) {
 			}
 		}()
 	}
-	var pub sync.WaitGroup
-	for _, topic := range topics {
-		pub.Add(1)
-		go func() {
-			defer pub.Done()
-			for i := range perTopic {
-				if _, err := h.Publish(context.Background(), topic, sse.Message{Data: []byte(fmt.Sprint(topic, ":", i))}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	pub.Wait()
+	publishPerTopic(t, h, topics, perTopic)
 	wg.Wait()
 	waitStats(t, h, "saw every client leave", func(s sse.HubStats) bool { return s.Subscribers == 0 })
 	if s := h.Stats(); s.Evicted != 0 {
