@@ -41,7 +41,9 @@ type Upgrader struct {
 
 	// Heartbeat is how long a stream may stay silent before a comment line
 	// is sent to keep proxies and load balancers from closing it. Zero means
-	// DefaultHeartbeat; a negative value turns heartbeats off.
+	// DefaultHeartbeat; a negative value turns heartbeats off. A Hub's
+	// detached streams (see Hub.DisableDetach) share one timer per
+	// interval, and may stay silent up to an eighth longer.
 	Heartbeat time.Duration
 
 	// WriteTimeout bounds each write and flush, so a client that stopped
