@@ -35,7 +35,7 @@ func hubServer(t *testing.T, h *sse.Hub) *httptest.Server {
 	return ts
 }
 
-func publish(t *testing.T, h *sse.Hub, topic string, data ...string) []string {
+func publish(t testing.TB, h *sse.Hub, topic string, data ...string) []string {
 	t.Helper()
 	var ids []string
 	for _, d := range data {
@@ -187,7 +187,7 @@ func TestHubEvictsFrozenSubscriber(t *testing.T) {
 
 // rawSubscribe subscribes over a raw TCP connection that never reads, and
 // waits until the hub counts it.
-func rawSubscribe(t *testing.T, h *sse.Hub, ts *httptest.Server, path string) {
+func rawSubscribe(t *testing.T, h *sse.Hub, ts *httptest.Server, path string) net.Conn {
 	t.Helper()
 	n := h.Stats().Subscriptions
 	c, err := net.Dial("tcp", ts.Listener.Addr().String())
@@ -198,6 +198,7 @@ func rawSubscribe(t *testing.T, h *sse.Hub, ts *httptest.Server, path string) {
 	t.Cleanup(func() { c.Close() })
 	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitSubscribed(t, h, n)
+	return c
 }
 
 func TestHubReplay(t *testing.T) {
@@ -452,41 +453,55 @@ func TestHubShutdownTimesOutOnStuckClient(t *testing.T) {
 	}
 }
 
+// TestHubServeAfterOwnUpgrade: Serve after the handler's own checks. A
+// detached stream's Serve returns nil once the Hub holds the stream; on the
+// handler path it returns when the Hub closes.
 func TestHubServeAfterOwnUpgrade(t *testing.T) {
 	t.Parallel()
-	h := &sse.Hub{Logger: quiet}
-	t.Cleanup(func() { h.Close() })
-	served := make(chan error, 1)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer ok" {
-			http.Error(w, "who are you", http.StatusUnauthorized)
-			return
-		}
-		c, err := sse.Upgrade(w, r)
-		if err != nil {
-			return
-		}
-		served <- h.Serve(c, "user-42")
-	}))
-	t.Cleanup(ts.Close)
-	resp, _ := open(t, ts.Client(), ts.URL, nil)
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	_, d := open(t, ts.Client(), ts.URL, http.Header{"Authorization": {"Bearer ok"}})
-	for h.Stats().Subscribers == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	publish(t, h, "user-42", "private")
-	if got := next(t, d); got.data != "private" {
-		t.Fatalf("got %q", got)
-	}
-	h.Close()
-	if err := <-served; !errors.Is(err, sse.ErrHubClosed) {
-		t.Fatalf("Serve returned %v, want ErrHubClosed", err)
-	}
-	if _, err := d.Decode(); err != io.EOF {
-		t.Fatalf("stream after Close: %v", err)
+	for _, attached := range []bool{false, true} {
+		t.Run(fmt.Sprint("attached=", attached), func(t *testing.T) {
+			h := &sse.Hub{Logger: quiet, DisableDetach: attached}
+			t.Cleanup(func() { h.Close() })
+			served := make(chan error, 1)
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Authorization") != "Bearer ok" {
+					http.Error(w, "who are you", http.StatusUnauthorized)
+					return
+				}
+				c, err := sse.Upgrade(w, r)
+				if err != nil {
+					return
+				}
+				served <- h.Serve(c, "user-42")
+			}))
+			t.Cleanup(ts.Close)
+			resp, _ := open(t, ts.Client(), ts.URL, nil)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			_, d := open(t, ts.Client(), ts.URL, http.Header{"Authorization": {"Bearer ok"}})
+			for h.Stats().Subscribers == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			if !attached {
+				if err := <-served; err != nil {
+					t.Fatalf("Serve of a detached stream returned %v, want nil", err)
+				}
+			}
+			publish(t, h, "user-42", "private")
+			if got := next(t, d); got.data != "private" {
+				t.Fatalf("got %q", got)
+			}
+			h.Close()
+			if attached {
+				if err := <-served; !errors.Is(err, sse.ErrHubClosed) {
+					t.Fatalf("Serve returned %v, want ErrHubClosed", err)
+				}
+			}
+			if _, err := d.Decode(); err != io.EOF {
+				t.Fatalf("stream after Close: %v", err)
+			}
+		})
 	}
 }
 
