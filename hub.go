@@ -354,11 +354,11 @@ func (h *Hub) Publish(ctx context.Context, topic string, m Message) (string, err
 	return id, err
 }
 
+// evictLocked cuts s off; its caller logs why.
 func (h *Hub) evictLocked(s *subscriber) {
 	s.evicted.Store(true)
 	h.removeLocked(s)
 	h.evicted.Add(1)
-	h.logger().Warn("sse: subscriber evicted: the events it had still to send fell out of the hub's history", "topics", s.topics, "history", h.ringSize())
 	if d := s.det.Load(); d != nil {
 		d.cut() // its writer ends the stream
 		return

@@ -76,6 +76,7 @@ func (h *Hub) deliver(t *hubTopic, e Entry) {
 	h.delivered.Add(delivered)
 	t.mu.Unlock()
 	for j, s := range evict {
+		h.logger().Warn("sse: subscriber evicted: the events it had still to send fell out of the hub's history", "topics", s.topics, "history", h.ringSize())
 		h.evictLocked(s) // which takes t.mu
 		evict[j] = nil
 	}
