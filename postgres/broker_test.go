@@ -1,0 +1,208 @@
+package ssepostgres_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/b2ce5911/sse"
+	ssepostgres "github.com/b2ce5911/sse/postgres"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// feed subscribes to topic on b and collects what it delivers.
+func feed(t *testing.T, b *ssepostgres.Broker, topic string) (chan sse.Entry, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ch := make(chan sse.Entry, 1<<12)
+	start, err := b.Subscribe(ctx, topic, func(e sse.Entry) { ch <- e })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch, start
+}
+
+// take reads n entries from ch, waiting at most 30s for each.
+func take(t *testing.T, ch chan sse.Entry, n int) []sse.Entry {
+	t.Helper()
+	var got []sse.Entry
+	for range n {
+		select {
+		case e := <-ch:
+			got = append(got, e)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("got %d entries of %d within 30s each: %v", len(got), n, got)
+		}
+	}
+	return got
+}
+
+// none checks that ch gets nothing within d.
+func none(t *testing.T, ch chan sse.Entry, d time.Duration) {
+	t.Helper()
+	select {
+	case e := <-ch:
+		t.Fatalf("unexpected entry %+v", e)
+	case <-time.After(d):
+	}
+}
+
+func data(es []sse.Entry) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, string(e.Data))
+	}
+	return out
+}
+
+func TestPublishSubscribeReplay(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{})
+	ctx := context.Background()
+	ch, start := feed(t, b, "t")
+	m := sse.Message{Type: "chat", Data: []byte("a\nb"), Retry: 1500 * time.Millisecond, Comment: "c"}
+	id, err := b.Publish(ctx, "t", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := take(t, ch, 1)[0]
+	want := sse.Entry{Topic: "t", Message: m}
+	want.ID = id
+	if got.Topic != want.Topic || got.ID != want.ID || got.Type != want.Type || string(got.Data) != string(want.Data) || got.Retry != want.Retry || got.Comment != want.Comment {
+		t.Fatalf("delivered %+v, want %+v", got, want)
+	}
+	entries, heads, err := b.Replay(ctx, []string{"t"}, start)
+	if err != nil || len(entries) != 1 || entries[0].ID != id || !slices.Equal(heads, []string{id}) {
+		t.Fatalf("Replay after start = %v, %v, %v", entries, heads, err)
+	}
+	entries, heads, err = b.Replay(ctx, []string{"t"}, id)
+	if err != nil || len(entries) != 0 || !slices.Equal(heads, []string{id}) {
+		t.Fatalf("Replay after the event = %v, %v, %v", entries, heads, err)
+	}
+	if _, err := b.Publish(ctx, "t", sse.Message{ID: "x"}); !errors.Is(err, ssepostgres.ErrOwnID) {
+		t.Fatalf("Publish with an id: %v", err)
+	}
+}
+
+// TestRollbackPublishesNothing: an event published in a transaction that
+// rolls back is neither delivered nor replayed; one in a transaction that
+// commits comes with the application's row.
+func TestRollbackPublishesNothing(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{})
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, "CREATE TABLE orders (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	ch, start := feed(t, b, "orders")
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.Exec(ctx, "INSERT INTO orders VALUES (1)")
+	if _, err := b.PublishTx(ctx, tx, "orders", sse.Message{Data: []byte("rolled back")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "INSERT INTO orders VALUES (2)"); err != nil {
+			return err
+		}
+		_, err := b.PublishTx(ctx, tx, "orders", sse.Message{Data: []byte("committed")})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := data(take(t, ch, 1)); !slices.Equal(got, []string{"committed"}) {
+		t.Fatalf("delivered %q", got)
+	}
+	none(t, ch, 300*time.Millisecond)
+	entries, _, err := b.Replay(ctx, []string{"orders"}, start)
+	if err != nil || !slices.Equal(data(entries), []string{"committed"}) {
+		t.Fatalf("Replay = %q, %v", data(entries), err)
+	}
+}
+
+// TestPublishSQLTx publishes through database/sql, committed and rolled
+// back.
+func TestPublishSQLTx(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{})
+	ctx := context.Background()
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	ch, _ := feed(t, b, "t")
+	for _, commit := range []bool{false, true} {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.PublishSQLTx(ctx, tx, "t", sse.Message{Data: []byte(strings.Repeat("x", 10))}); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			err = tx.Commit()
+		} else {
+			err = tx.Rollback()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	take(t, ch, 1)
+	none(t, ch, 300*time.Millisecond)
+}
+
+// TestOutOfOrderCommits: transaction A inserts first (lower xid), B
+// inserts and commits, the reader runs, then A commits. Nothing is lost
+// or duplicated, and the feed delivers in id order, which is also Replay's.
+func TestOutOfOrderCommits(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{})
+	ctx := context.Background()
+	ch, start := feed(t, b, "t")
+	txA, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txA.Rollback(ctx)
+	idA, err := b.PublishTx(ctx, txA, "t", sse.Message{Data: []byte("A")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idB string
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		idB, err = b.PublishTx(ctx, tx, "t", sse.Message{Data: []byte("B")})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reader runs meanwhile (a notification, then polls), and must
+	// not pass A: B waits.
+	none(t, ch, 500*time.Millisecond)
+	entries, heads, err := b.Replay(ctx, []string{"t"}, start)
+	if err != nil || len(entries) != 0 || heads[0] != start {
+		t.Fatalf("Replay while A is open = %v, %v, %v", entries, heads, err)
+	}
+	if err := txA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := take(t, ch, 2)
+	if got[0].ID != idA || got[1].ID != idB {
+		t.Fatalf("delivered %v, want A (%s) then B (%s)", got, idA, idB)
+	}
+	none(t, ch, 300*time.Millisecond)
+	entries, _, err = b.Replay(ctx, []string{"t"}, start)
+	if err != nil || !slices.Equal(data(entries), []string{"A", "B"}) {
+		t.Fatalf("Replay = %q, %v", data(entries), err)
+	}
+}
