@@ -107,7 +107,7 @@ func (s *Server) Restart() error {
 	}
 	defer log.Close()
 	cmd := s.command("postgres", "-D", s.data(), "-k", s.Dir, "-c", "listen_addresses=",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "fsync=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=300", "-c", "shared_buffers=32MB")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
