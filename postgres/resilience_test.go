@@ -123,7 +123,7 @@ func TestCloseWhenServerHangs(t *testing.T) {
 	}
 	feed(t, b, "t")
 	server.Pause()
-	t.Cleanup(server.Resume) // before the pool closes
+	t.Cleanup(server.Resume)           // before the pool closes
 	time.Sleep(100 * time.Millisecond) // reads are under way, and hang
 	done := make(chan struct{})
 	go func() {
