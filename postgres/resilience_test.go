@@ -3,6 +3,9 @@ package ssepostgres_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -197,5 +200,78 @@ func TestServerRestartUnderLoad(t *testing.T) {
 		if ok[next] {
 			t.Fatalf("event %d was published but not delivered", next)
 		}
+	}
+}
+
+// logBuffer is a slog handler's output, safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// TestLaggingNodeReportsPrunedEvents: rows pruned before a node read them
+// are reported, and its feed goes on with the rows kept.
+func TestLaggingNodeReportsPrunedEvents(t *testing.T) {
+	pool, _ := newDB(t)
+	var log logBuffer
+	lagging := newBroker(t, pool, ssepostgres.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	other := newBroker(t, pool, ssepostgres.Options{MaxLen: 1, PruneInterval: -1})
+	ctx := context.Background()
+	ch, _ := feed(t, lagging, "t")
+	release := ssepostgres.HoldReader(lagging)
+	for _, d := range []string{"1", "2", "3"} {
+		if _, err := other.Publish(ctx, "t", sse.Message{Data: []byte(d)}); err != nil {
+			release()
+			t.Fatal(err)
+		}
+	}
+	err := other.Prune(ctx)
+	release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := data(take(t, ch, 1)); got[0] != "3" {
+		t.Fatalf("got %q, want the event kept", got)
+	}
+	waitFor(t, "the loss is logged", func() bool { return strings.Contains(log.String(), "pruned before this node read them") })
+}
+
+// TestRestoredIntoAnotherCluster: a table whose xids are ahead of the
+// server's (a dump restored elsewhere) starts a new epoch without its
+// history, so that new events are delivered and old ids give a reset.
+func TestRestoredIntoAnotherCluster(t *testing.T) {
+	pool, _ := newDB(t)
+	ctx := context.Background()
+	b := newBroker(t, pool, ssepostgres.Options{})
+	old, err := b.Publish(ctx, "t", sse.Message{Data: []byte("old")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if _, err := pool.Exec(ctx, "INSERT INTO sse_events (xid, topic, data) OVERRIDING SYSTEM VALUE VALUES ('999999999', 't', '')"); err != nil {
+		t.Fatal(err)
+	}
+	b = newBroker(t, pool, ssepostgres.Options{})
+	ch, _ := feed(t, b, "t")
+	if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte("new")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := data(take(t, ch, 1)); got[0] != "new" {
+		t.Fatalf("got %q", got)
+	}
+	if _, _, err := b.Replay(ctx, []string{"t"}, old); !isGap(err, sse.GapUnknown) {
+		t.Fatalf("Replay after an id of before the restore: %v", err)
 	}
 }

@@ -21,20 +21,21 @@ func Schema(schema, table string) string {
 
 // queries holds the Broker's SQL, with its table names quoted.
 type queries struct {
-	lock    string // advisory lock key of the table, as text
-	channel string // of LISTEN/NOTIFY
-	listen  string
-	schema  string
-	epoch   string
-	insert  string
-	start   string
-	read    string
-	head    string
-	heads   string
-	replay  string
-	recent  string
-	pruneN  string
-	pruneT  string
+	lock             string // advisory lock key of the table, as text
+	channel          string // of LISTEN/NOTIFY
+	listen           string
+	schema           string
+	epoch            string
+	restored, forget string
+	insert           string
+	start            string
+	read             string
+	head             string
+	heads            string
+	replay           string
+	recent           string
+	pruneN           string
+	pruneT           string
 }
 
 func newQueries(schema, table string) queries {
@@ -86,6 +87,10 @@ CREATE TABLE IF NOT EXISTS META (
 	epoch text    NOT NULL
 );
 `),
+		// A dump restored into another cluster keeps its xids, which
+		// the new cluster's may not have reached.
+		restored: r.Replace(`SELECT coalesce((SELECT max(xid) FROM EVENTS) >= pg_snapshot_xmax(pg_current_snapshot()), false)`),
+		forget:   r.Replace(`DELETE FROM EVENTS; DELETE FROM FLOOR; DELETE FROM META`),
 		epoch: r.Replace(`WITH new AS (INSERT INTO META (epoch) VALUES ($1) ON CONFLICT DO NOTHING RETURNING epoch)
 SELECT epoch FROM new UNION ALL SELECT epoch FROM META`),
 		// The NOTIFY, empty, is only a wake-up: sent at commit, and
@@ -164,6 +169,19 @@ func (b *Broker) setup(ctx context.Context) error {
 		}
 		if _, err := tx.Exec(ctx, b.sql.schema); err != nil {
 			return err
+		}
+		var restored bool
+		if err := tx.QueryRow(ctx, b.sql.restored).Scan(&restored); err != nil {
+			return err
+		}
+		if restored {
+			// Its positions stand after every new one, so readers would
+			// never get past them: the history goes, and a new epoch
+			// tells clients that their ids are of no use here.
+			b.logger().Warn("ssepostgres: the events table holds transaction ids newer than the server's: restored from another cluster; dropping its history and starting a new epoch")
+			if _, err := tx.Exec(ctx, b.sql.forget); err != nil {
+				return err
+			}
 		}
 		return tx.QueryRow(ctx, b.sql.epoch, hex.EncodeToString(e[:])).Scan(&b.epoch)
 	})
