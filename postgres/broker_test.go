@@ -206,3 +206,32 @@ func TestOutOfOrderCommits(t *testing.T) {
 		t.Fatalf("Replay = %q, %v", data(entries), err)
 	}
 }
+
+// TestSchemaAndTable: names that need quoting work, and Brokers of
+// different tables in one database do not see each other's events.
+func TestSchemaAndTable(t *testing.T) {
+	pool, _ := newDB(t)
+	ctx := context.Background()
+	a := newBroker(t, pool, ssepostgres.Options{Schema: "My Events", Table: "feed-A"})
+	b := newBroker(t, pool, ssepostgres.Options{Schema: "My Events", Table: "feed-B"})
+	cha, _ := feed(t, a, "t")
+	chb, _ := feed(t, b, "t")
+	if _, err := a.Publish(ctx, "t", sse.Message{Data: []byte("a")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte("b")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := data(take(t, cha, 1)); got[0] != "a" {
+		t.Fatalf("a got %q", got)
+	}
+	if got := data(take(t, chb, 1)); got[0] != "b" {
+		t.Fatalf("b got %q", got)
+	}
+	none(t, cha, 200*time.Millisecond)
+	none(t, chb, 0)
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM "My Events"."feed-A"`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rows of feed-A: %d, %v", n, err)
+	}
+}
