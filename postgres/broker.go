@@ -43,6 +43,14 @@
 // several topics in one stream: its one Last-Event-ID places it in all of
 // them.
 //
+// # Durability
+//
+// An event is as durable as the transaction that wrote it. With
+// synchronous_commit off, a crash of the server can lose transactions it
+// had acknowledged, and their events, which a feed may already have
+// delivered; later events may then reuse their ids. Keep it on (the
+// default) for the transactions that publish.
+//
 // # Retention
 //
 // MaxLen rows per topic and MaxAge are kept; a goroutine of each Broker
@@ -131,10 +139,10 @@ type Broker struct {
 	wg     sync.WaitGroup
 	closed atomic.Bool
 
-	rmu     sync.Mutex // held by a read and its dispatch, and by Subscribe
-	cursor  position   // every row at or before it has been dispatched
-	topics  map[string]map[*feed]struct{}
-	lagging map[string]bool // topics whose rows pruning removed before this node read them
+	rmu      sync.Mutex // held by a read and its dispatch, and by Subscribe
+	cursor   position   // every row at or before it has been dispatched
+	topics   map[string]map[*feed]struct{}
+	reported map[string]position // per topic, the floor above the cursor last logged
 }
 
 var _ sse.RecentBroker = (*Broker)(nil)
@@ -143,7 +151,7 @@ var _ sse.RecentBroker = (*Broker)(nil)
 // indexes if they are missing (see README.md for the SQL), reads the
 // epoch, and starts listening. Close it before the pool.
 func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Broker, error) {
-	b := &Broker{pool: pool, opts: opts, wake: make(chan struct{}, 1), topics: make(map[string]map[*feed]struct{})}
+	b := &Broker{pool: pool, opts: opts, wake: make(chan struct{}, 1), topics: make(map[string]map[*feed]struct{}), reported: make(map[string]position)}
 	if b.opts.Schema == "" {
 		b.opts.Schema = DefaultSchema
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"time"
 
@@ -67,6 +66,7 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 		delete(feeds, f)
 		if m, ok := b.topics[topic]; ok && len(m) == 0 {
 			delete(b.topics, topic) // the reader asks for it no more
+			delete(b.reported, topic)
 		}
 	})
 	return b.id(head), nil
@@ -222,7 +222,10 @@ func (b *Broker) readOnce() (more, held bool, err error) {
 		}
 		xmin, _ = parseUint(xm)
 		if kind == 0 {
-			b.lost(e.Topic, p)
+			if p.compare(b.reported[e.Topic]) > 0 {
+				b.reported[e.Topic] = p
+				b.lost(e.Topic, p)
+			}
 			continue
 		}
 		n++
@@ -236,16 +239,11 @@ func (b *Broker) readOnce() (more, held bool, err error) {
 	if err := rows.Err(); err != nil {
 		return false, false, err
 	}
-	if n == readBatch && !held {
-		return true, false, nil
-	}
-	if !held && xmin > 0 {
-		// Every row below xmin has been read: nothing can come before it.
-		if p := (position{xmin - 1, math.MaxInt64}); p.compare(b.cursor) > 0 {
-			b.cursor = p
-		}
-	}
-	return false, held, nil
+	// The cursor moves to rows read only, never to the snapshot's xmin:
+	// after a crash, PostgreSQL may hand out again the xid of a
+	// transaction that aborted and whose WAL was not flushed, but never
+	// one below a commit it acknowledged.
+	return n == readBatch && !held, held, nil
 }
 
 // dispatch hands e to the feeds of its topic, in the reader's goroutine.
