@@ -14,6 +14,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -101,6 +102,19 @@ func (s *Server) command(name string, args ...string) *exec.Cmd {
 // Restart starts postgres again after Stop, on the same data and socket.
 // It returns once the server accepts connections (within 60 s).
 func (s *Server) Restart() error {
+	var err error
+	// A crashed server's backends may hold its shared memory a while.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err = s.start()
+		if !errors.Is(err, errShmemInUse) || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+var errShmemInUse = errors.New("pgtest: the shared memory of the previous server is still in use")
+
+func (s *Server) start() error {
 	log, err := os.OpenFile(filepath.Join(s.Dir, "postgres.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o666)
 	if err != nil {
 		return err
@@ -132,6 +146,9 @@ func (s *Server) Restart() error {
 		case <-s.exited:
 			out, _ := os.ReadFile(filepath.Join(s.Dir, "postgres.log"))
 			s.cmd = nil
+			if strings.Contains(string(out[max(len(out)-400, 0):]), "pre-existing shared memory block") {
+				return errShmemInUse
+			}
 			return fmt.Errorf("pgtest: postgres exited: %s", out)
 		default:
 		}
@@ -180,14 +197,23 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// Kill kills postgres and its backends at once, as a crash would.
+// Kill kills postgres and its backends at once, as a crash would, and
+// waits (at most 10 s) until they are gone.
 func (s *Server) Kill() {
 	if s.cmd == nil {
 		return
 	}
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	pgid := s.cmd.Process.Pid
+	syscall.Kill(-pgid, syscall.SIGKILL)
 	<-s.exited
 	s.cmd = nil
+	// The backends die on their own time; one still attached to the
+	// shared memory would keep a new postmaster from starting.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if syscall.Kill(-pgid, syscall.SIGKILL) == syscall.ESRCH {
+			return
+		}
+	}
 }
 
 // Pause stops every process of the server (SIGSTOP), so that it accepts
