@@ -59,7 +59,8 @@ type Entry struct {
 
 // Broker stores the events of a Hub's topics and carries them to every node
 // that serves those topics. [MemoryBroker] is the in-process one; others can
-// put the history in Redis, NATS or a database.
+// put the history in Redis, NATS or a database. Package brokertest tests
+// that a Broker keeps this contract.
 //
 // A Broker must be safe for concurrent use. Ids are opaque to the Hub; the
 // Broker alone knows what order they stand in. The Hub never holds its own
@@ -78,7 +79,9 @@ type Broker interface {
 	// otherwise one the Broker assigns. Every feed of the topic then
 	// delivers it, and Replay returns it, with all of its fields, Retry
 	// and Comment included (a Broker that cannot store one must refuse a
-	// message that sets it).
+	// message that sets it). A message with an invalid field (see
+	// [Message]) is refused with an error wrapping [ErrInvalidField], and
+	// nothing is stored.
 	Publish(ctx context.Context, topic string, m Message) (id string, err error)
 
 	// Subscribe starts a live feed of topic: deliver is called with every
@@ -86,7 +89,8 @@ type Broker interface {
 	// until ctx ends. It returns the position where the feed starts: the id
 	// of the newest event stored, or for a topic without one an id that
 	// Replay accepts as "now". Replay up to it and the feed after it
-	// together hold every event once.
+	// together hold every event once. Nothing published after ctx ended
+	// is delivered.
 	Subscribe(ctx context.Context, topic string, deliver func(Entry)) (newest string, err error)
 
 	// Replay returns the stored events of topics that came after the event
@@ -111,6 +115,7 @@ type Broker interface {
 	// subscriber of several topics.
 	Newest(ctx context.Context, topics, ids []string) (string, error)
 
-	// Close releases the Broker's resources.
+	// Close releases the Broker's resources and stops the feeds; later
+	// calls of Publish and Subscribe fail.
 	Close() error
 }

@@ -67,10 +67,16 @@ type memTopic struct {
 	named   map[string]uint64 // publisher-set ids of the events kept
 	dropped uint64            // sequence of the newest event no longer kept
 	lastID  string            // its id when the publisher set it, still in named
-	feeds   map[int]func(Entry)
+	feeds   map[int]memFeed
 	idle    time.Time // since when it has had neither events nor feeds
 	at      time.Time // when the timer must look at it again; zero: never
 	index   int       // in MemoryBroker.due, when at is set
+}
+
+// memFeed is a feed of a topic, called until its ctx ends.
+type memFeed struct {
+	ctx     context.Context
+	deliver func(Entry)
 }
 
 type memEvent struct {
@@ -116,7 +122,7 @@ func (b *MemoryBroker) topic(name string) *memTopic {
 	if t == nil {
 		// Whatever this topic held before it was forgotten is at most
 		// b.forgotten: from there on it is known again.
-		t = &memTopic{name: name, dropped: b.forgotten, feeds: make(map[int]func(Entry))}
+		t = &memTopic{name: name, dropped: b.forgotten, feeds: make(map[int]memFeed)}
 		b.topics[name] = t
 	}
 	return t
@@ -131,8 +137,12 @@ func (b *MemoryBroker) age() time.Duration {
 
 var errBrokerClosed = errors.New("sse: broker closed")
 
-// Publish implements [Broker]. It copies m.Data.
+// Publish implements [Broker]. It copies m.Data. A Message with an invalid
+// field returns an error wrapping [ErrInvalidField] and stores nothing.
 func (b *MemoryBroker) Publish(ctx context.Context, topic string, m Message) (string, error) {
+	if err := m.validate(); err != nil {
+		return "", err
+	}
 	m.Data = slices.Clone(m.Data)
 	b.pub.Lock()
 	defer b.pub.Unlock()
@@ -157,14 +167,18 @@ func (b *MemoryBroker) Publish(ctx context.Context, topic string, m Message) (st
 	t.events = append(t.events, e)
 	b.prune(t, e.at)
 	b.settle(t, e.at)
-	feeds := make([]func(Entry), 0, len(t.feeds))
+	feeds := make([]memFeed, 0, len(t.feeds))
 	for _, f := range t.feeds {
 		feeds = append(feeds, f)
 	}
 	b.mu.Unlock()
 
 	for _, f := range feeds {
-		f(e.Entry)
+		// A feed stays in t.feeds until its AfterFunc has run, a moment
+		// after its ctx ended: it must not get what came after.
+		if f.ctx.Err() == nil {
+			f.deliver(e.Entry)
+		}
 	}
 	return e.ID, nil
 }
@@ -303,7 +317,7 @@ func (b *MemoryBroker) Subscribe(ctx context.Context, topic string, deliver func
 	t := b.topic(topic)
 	b.feeds++
 	id := b.feeds
-	t.feeds[id] = deliver
+	t.feeds[id] = memFeed{ctx, deliver}
 	b.settle(t, time.Now())
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()
