@@ -200,8 +200,9 @@ func (b *Broker) pruneInterval() time.Duration {
 
 // Publish implements [sse.Broker]: it inserts m in a transaction of its
 // own and returns its id. Type, Data, Retry and Comment are stored; a set
-// m.ID gives [ErrOwnID]. An error means the event may or may not have been
-// stored.
+// m.ID gives [ErrOwnID], a Type or Comment that the Hub could not send an
+// error wrapping [sse.ErrInvalidField]. Another error means the event may
+// or may not have been stored.
 func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (string, error) {
 	return b.publish(ctx, func(sql string, args ...any) rowScanner { return b.pool.QueryRow(ctx, sql, args...) }, topic, m)
 }
@@ -227,6 +228,13 @@ type rowScanner interface{ Scan(dest ...any) error }
 func (b *Broker) publish(ctx context.Context, query func(string, ...any) rowScanner, topic string, m sse.Message) (string, error) {
 	if m.ID != "" {
 		return "", ErrOwnID
+	}
+	// The Hub's rules for the single-line fields, without encoding Data:
+	// a Type with a line break would be stored, then refused by every
+	// node's Hub and by Replay.
+	var scratch [64]byte
+	if _, err := (&sse.Message{Type: m.Type, Comment: m.Comment}).AppendTo(scratch[:0]); err != nil {
+		return "", fmt.Errorf("ssepostgres: publish on %q: %w", topic, err)
 	}
 	if b.closed.Load() {
 		return "", ErrClosed

@@ -3,6 +3,7 @@ package ssepostgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -233,5 +234,63 @@ func TestSchemaAndTable(t *testing.T) {
 	var n int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM "My Events"."feed-A"`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("rows of feed-A: %d, %v", n, err)
+	}
+}
+
+// TestOrderAcrossDigitCounts: ids whose xids have more digits come later,
+// in feeds, Replay, Recent and the positions of Subscribe (an xid compared
+// as text would put 10000 before 9999).
+func TestOrderAcrossDigitCounts(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{})
+	ctx := context.Background()
+	var xid int64
+	if err := pool.QueryRow(ctx, "SELECT pg_current_xact_id()::text::bigint").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	next := int64(10)
+	for next <= xid+20 {
+		next *= 10
+	}
+	// One xid per transaction, to just below the next power of ten.
+	_, err := pool.Exec(ctx, `DO $$ BEGIN
+	FOR i IN 1..`+fmt.Sprint(next-3-xid-1)+` LOOP
+		PERFORM pg_current_xact_id();
+		COMMIT;
+	END LOOP;
+END $$`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, start := feed(t, b, "t")
+	var want []string
+	for i := range 6 {
+		id, err := b.Publish(ctx, "t", sse.Message{Data: []byte(fmt.Sprint(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+	}
+	idsOf := func(es []sse.Entry) []string {
+		var out []string
+		for _, e := range es {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+	if got := idsOf(take(t, ch, 6)); !slices.Equal(got, want) {
+		t.Fatalf("feed: %v, want %v", got, want)
+	}
+	entries, heads, err := b.Replay(ctx, []string{"t"}, start)
+	if err != nil || !slices.Equal(idsOf(entries), want) || heads[0] != want[5] {
+		t.Fatalf("Replay = %v, %v, %v; want %v", idsOf(entries), heads, err, want)
+	}
+	entries, _, err = b.Recent(ctx, []string{"t"}, 6)
+	if err != nil || !slices.Equal(idsOf(entries), want) {
+		t.Fatalf("Recent = %v, %v; want %v", idsOf(entries), err, want)
+	}
+	b2 := newBroker(t, pool, ssepostgres.Options{})
+	if _, pos := feed(t, b2, "t"); pos != want[5] {
+		t.Fatalf("a new node's Subscribe position is %s, want %s", pos, want[5])
 	}
 }

@@ -27,11 +27,24 @@ const (
 	maxBackoff = 2 * time.Second
 )
 
-// Subscribe implements [sse.Broker]. It returns the topic's position as of
-// the node's cursor (its newest row there, or the floor pruning left, or
-// "<epoch>-0-0"); the node's reader delivers every row after the cursor,
-// in position order, until ctx ends or the Broker closes.
+// Subscribe implements [sse.Broker]. It waits for the transactions running
+// when it was called to end (up to a second), brings the node's reader up
+// to date, and returns the topic's position as of the reader's cursor: its newest row
+// there, or the floor pruning left, or "<epoch>-0-0". The reader delivers
+// every row after the cursor, in position order, until ctx ends or the
+// Broker closes; nothing published after ctx ended is delivered.
 func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.Entry)) (string, error) {
+	if b.closed.Load() {
+		return "", ErrClosed
+	}
+	// Queries end with ctx or Close, whichever first.
+	qctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(b.ctx, cancel)()
+	// Without the lock: a long transaction delays this call only.
+	if err := b.settle(qctx); err != nil {
+		return "", fmt.Errorf("ssepostgres: subscribe to %q: %w", topic, err)
+	}
 	// The reader is held off meanwhile, so the cursor stays where the
 	// position was read.
 	b.rmu.Lock()
@@ -39,10 +52,13 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 	if b.closed.Load() {
 		return "", ErrClosed
 	}
+	if err := b.catchUp(qctx); err != nil {
+		return "", fmt.Errorf("ssepostgres: subscribe to %q: %w", topic, err)
+	}
 	head := position{}
 	var xid string
 	var seq int64
-	err := b.pool.QueryRow(ctx, b.sql.head, append(b.cursor.args(), topic)...).Scan(&xid, &seq)
+	err := b.pool.QueryRow(qctx, b.sql.head, append(b.cursor.args(), topic)...).Scan(&xid, &seq)
 	switch {
 	case err == nil:
 		head.xid, err = parseUint(xid)
@@ -70,6 +86,17 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 		}
 	})
 	return b.id(head), nil
+}
+
+// catchUp reads until the cursor is at the newest row every reader may
+// read. b.rmu is held.
+func (b *Broker) catchUp(ctx context.Context) error {
+	for {
+		more, _, err := b.readLocked(ctx)
+		if err != nil || !more {
+			return err
+		}
+	}
 }
 
 // listen holds the listening connection: every notification wakes the
@@ -196,17 +223,22 @@ func (b *Broker) read() {
 func (b *Broker) readOnce() (more, held bool, err error) {
 	b.rmu.Lock()
 	defer b.rmu.Unlock()
+	return b.readLocked(b.ctx)
+}
+
+// readLocked is readOnce with b.rmu held.
+func (b *Broker) readLocked(ctx context.Context) (more, held bool, err error) {
 	if len(b.topics) == 0 {
 		// Nothing to deliver, but the cursor moves on, so that a new
 		// feed starts from now.
-		p, err := b.start(b.ctx)
+		p, err := b.start(ctx)
 		if err == nil && p.compare(b.cursor) > 0 {
 			b.cursor = p
 		}
 		return false, false, err
 	}
 	topics := slices.Collect(maps.Keys(b.topics))
-	rows, err := b.pool.Query(b.ctx, b.sql.read, append(b.cursor.args(), topics, readBatch)...)
+	rows, err := b.pool.Query(ctx, b.sql.read, append(b.cursor.args(), topics, readBatch)...)
 	if err != nil {
 		return false, false, err
 	}

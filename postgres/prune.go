@@ -22,7 +22,18 @@ func (b *Broker) pruneLoop() {
 // topics so that Replay reports them as pruned. The Broker calls it every
 // PruneInterval; it does nothing while another node prunes the same table.
 func (b *Broker) Prune(ctx context.Context) error {
-	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+	if err := b.settle(ctx); err != nil {
+		return fmt.Errorf("ssepostgres: prune: %w", err)
+	}
+	// This node's feeds first get what is about to go; another node that
+	// lags that far behind finds a floor above its cursor, and says so.
+	b.rmu.Lock()
+	err := b.catchUp(ctx)
+	b.rmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("ssepostgres: prune: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 		var mine bool
 		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext($1), 1)", b.sql.lock).Scan(&mine); err != nil || !mine {
 			return err

@@ -102,9 +102,46 @@ func (b *Broker) headsOf(ctx context.Context, tx pgx.Tx, topics []string) (heads
 	return heads, floors, xmax, rows.Err()
 }
 
+// heldWait bounds how long Subscribe, Replay, Recent and Prune wait for
+// the transactions that were running when they were called.
+const heldWait = time.Second
+
+// settle waits until every transaction that had an xid when it was called
+// has ended (at most heldWait), so that what was committed before the
+// call is below the xmin of later snapshots, where readers read. A
+// transaction that runs longer only makes the answer older: what it held
+// back comes later, from the feeds.
+func (b *Broker) settle(ctx context.Context) error {
+	var xmin, xmax string
+	if err := b.pool.QueryRow(ctx, b.sql.settle).Scan(&xmin, &xmax); err != nil {
+		return err
+	}
+	end, _ := parseUint(xmax)
+	backoff := time.Duration(0)
+	for deadline := time.Now().Add(heldWait); ; {
+		if x, _ := parseUint(xmin); x >= end || time.Now().After(deadline) {
+			return nil
+		}
+		backoff = min(max(2*backoff, 100*time.Microsecond), minBackoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		if err := b.pool.QueryRow(ctx, b.sql.settle).Scan(&xmin, &xmax); err != nil {
+			return err
+		}
+	}
+}
+
 // snapshot runs f in a read-only transaction with one snapshot for all
 // its statements, so that rows, heads and floors agree.
 func (b *Broker) snapshot(ctx context.Context, f func(pgx.Tx) error) error {
+	if err := b.settle(ctx); err != nil {
+		return err
+	}
 	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return err
@@ -117,7 +154,9 @@ func (b *Broker) snapshot(ctx context.Context, f func(pgx.Tx) error) error {
 }
 
 // Replay implements [sse.Broker]: the rows of topics after the position of
-// after that every reader may read, in position order. An id that is
+// after that every reader may read, in position order, once the
+// transactions running when it was called have ended (it waits up to a
+// second for them). An id that is
 // malformed, of another epoch or from the future gives an
 // [*sse.HistoryGapError] with [sse.GapUnknown]; one older than what
 // pruning removed from one of the topics, [sse.GapExpired].

@@ -29,6 +29,7 @@ type queries struct {
 	restored, forget string
 	insert           string
 	start            string
+	settle           string
 	read             string
 	head             string
 	heads            string
@@ -99,7 +100,10 @@ SELECT epoch FROM new UNION ALL SELECT epoch FROM META`),
 	INSERT INTO EVENTS (topic, type, data, retry, comment) VALUES ($1, $2, $3, $4, $5) RETURNING xid, seq
 )
 SELECT e.xid::text, e.seq FROM e, pg_notify($6, '') n`),
-		start: r.Replace(`SELECT xid::text, seq FROM EVENTS WHERE xid < XMIN ORDER BY xid DESC, seq DESC LIMIT 1`),
+		// Columns cast to text keep their names: ORDER BY names the table's
+		// (e.xid), or it would sort text.
+		start:  r.Replace(`SELECT e.xid::text, e.seq FROM EVENTS e WHERE e.xid < XMIN ORDER BY e.xid DESC, e.seq DESC LIMIT 1`),
+		settle: `SELECT pg_snapshot_xmin(pg_current_snapshot())::text, pg_snapshot_xmax(pg_current_snapshot())::text`,
 		// kind 0: a floor past the cursor (pruned before this node read
 		// it); kind 1: the rows after the cursor.
 		read: r.Replace(`SELECT x.kind, s.xmin::text, x.xid::text, x.seq, x.topic, x.type, x.data, x.retry, x.comment
@@ -125,24 +129,25 @@ LEFT JOIN LATERAL (SELECT xid, seq FROM EVENTS e WHERE e.topic = u.topic AND e.x
 	ORDER BY xid DESC, seq DESC LIMIT 1) r ON true
 LEFT JOIN FLOOR f ON f.topic = u.topic
 ORDER BY u.i`),
-		replay: r.Replace(`SELECT xid::text, seq, topic, type, data, retry, comment FROM EVENTS
-WHERE topic = ANY($3) AND (xid, seq) > CURSOR AND xid < XMIN ORDER BY xid, seq`),
+		replay: r.Replace(`SELECT e.xid::text, e.seq, e.topic, e.type, e.data, e.retry, e.comment FROM EVENTS e
+WHERE e.topic = ANY($3) AND (e.xid, e.seq) > CURSOR AND e.xid < XMIN ORDER BY e.xid, e.seq`),
 		recent: r.Replace(`SELECT r.xid::text, r.seq, u.topic, r.type, r.data, r.retry, r.comment
 FROM unnest($1::text[]) u(topic) CROSS JOIN LATERAL (
 	SELECT * FROM EVENTS e WHERE e.topic = u.topic AND e.xid < XMIN ORDER BY xid DESC, seq DESC LIMIT $2) r
 ORDER BY r.xid, r.seq`),
 		// Topics are found by a loose index scan; each keeps its newest
-		// $1 rows of those every reader may have read.
+		// $1 rows. Only rows every reader may have read go: one that an
+		// older transaction still holds back goes at the next prune.
 		pruneN: r.Replace(`WITH RECURSIVE topics AS (
 	(SELECT topic FROM EVENTS ORDER BY topic LIMIT 1)
 	UNION ALL
 	SELECT (SELECT e.topic FROM EVENTS e WHERE e.topic > t.topic ORDER BY e.topic LIMIT 1) FROM topics t WHERE t.topic IS NOT NULL
 ), cut AS (
 	SELECT t.topic, c.xid, c.seq FROM topics t CROSS JOIN LATERAL (
-		SELECT xid, seq FROM EVENTS e WHERE e.topic = t.topic AND e.xid < XMIN
+		SELECT xid, seq FROM EVENTS e WHERE e.topic = t.topic
 		ORDER BY xid DESC, seq DESC OFFSET $1 LIMIT 1) c
 ), gone AS (
-	DELETE FROM EVENTS e USING cut WHERE e.topic = cut.topic AND (e.xid, e.seq) <= (cut.xid, cut.seq)
+	DELETE FROM EVENTS e USING cut WHERE e.topic = cut.topic AND (e.xid, e.seq) <= (cut.xid, cut.seq) AND e.xid < XMIN
 	RETURNING e.topic, e.xid, e.seq
 )` + floorUpsert),
 		pruneT: r.Replace(`WITH gone AS (
