@@ -20,8 +20,10 @@
 // is locked between insert and commit), but delivery waits for the oldest
 // transaction of the whole cluster that has an xid, whether or not it
 // publishes. A transaction that writes and stays open for a minute holds
-// back every event committed after it started for that minute. Keep
-// writing transactions short. The alternative, an advisory lock from
+// back every event committed after it started for that minute, and makes
+// Subscribe, Replay and Recent wait a second (they first wait, up to
+// that, for the transactions running when they were called, so that what
+// was committed before them is there). Keep writing transactions short. The alternative, an advisory lock from
 // publish to commit, would deliver at once but serialise every publishing
 // transaction of the application (see BENCHMARKS.md for the numbers). It
 // needs PostgreSQL 13 or later (xid8).
