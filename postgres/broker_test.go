@@ -294,3 +294,44 @@ END $$`)
 		t.Fatalf("a new node's Subscribe position is %s, want %s", pos, want[5])
 	}
 }
+
+// TestLongTransactionHoldsBack: a writing transaction left open holds back
+// the events committed after it began, on every feed, and Subscribe gives
+// up waiting for it: its position comes before them, and the feed then
+// delivers them once the transaction ends.
+func TestLongTransactionHoldsBack(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{})
+	ctx := context.Background()
+	early, _ := feed(t, b, "t")
+	long, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Rollback(ctx)
+	if _, err := long.Exec(ctx, "CREATE TABLE app (v int); INSERT INTO app VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	id, err := b.Publish(ctx, "t", sse.Message{Data: []byte("held")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, pos := feed(t, b, "t") // returns, after its bounded wait
+	if pos == id {
+		t.Fatalf("Subscribe's position is the held event %s", id)
+	}
+	none(t, early, 300*time.Millisecond)
+	none(t, late, 0)
+	if err := long.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range map[string]chan sse.Entry{"early": early, "late": late} {
+		if got := take(t, ch, 1)[0]; got.ID != id {
+			t.Fatalf("%s feed: got %s, want %s", name, got.ID, id)
+		}
+	}
+	entries, _, err := b.Replay(ctx, []string{"t"}, pos)
+	if err != nil || len(entries) != 1 || entries[0].ID != id {
+		t.Fatalf("Replay after the late position = %v, %v", entries, err)
+	}
+}
