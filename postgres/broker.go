@@ -23,10 +23,11 @@
 // back every event committed after it started for that minute, and makes
 // Subscribe, Replay and Recent wait a second (they first wait, up to
 // that, for the transactions running when they were called, so that what
-// was committed before them is there). Keep writing transactions short. The alternative, an advisory lock from
-// publish to commit, would deliver at once but serialise every publishing
-// transaction of the application (see BENCHMARKS.md for the numbers). It
-// needs PostgreSQL 13 or later (xid8).
+// was committed before them is there). Keep writing transactions short.
+// The alternative, an advisory lock from publish to commit, would deliver
+// at once but serialise every publishing transaction of the application:
+// with 8 publishers, it cut throughput by 2.8 (BENCHMARKS.md). It needs
+// PostgreSQL 13 or later (xid8).
 //
 // # Live delivery
 //
@@ -153,7 +154,8 @@ var _ sse.RecentBroker = (*Broker)(nil)
 // indexes if they are missing (see README.md for the SQL), reads the
 // epoch, and starts listening. Close it before the pool.
 func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Broker, error) {
-	b := &Broker{pool: pool, opts: opts, wake: make(chan struct{}, 1), topics: make(map[string]map[*feed]struct{}), reported: make(map[string]position)}
+	b := &Broker{pool: pool, opts: opts, wake: make(chan struct{}, 1),
+		topics: make(map[string]map[*feed]struct{}), reported: make(map[string]position)}
 	if b.opts.Schema == "" {
 		b.opts.Schema = DefaultSchema
 	}
@@ -206,7 +208,7 @@ func (b *Broker) pruneInterval() time.Duration {
 // error wrapping [sse.ErrInvalidField]. Another error means the event may
 // or may not have been stored.
 func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (string, error) {
-	return b.publish(ctx, func(sql string, args ...any) rowScanner { return b.pool.QueryRow(ctx, sql, args...) }, topic, m)
+	return b.publish(topic, m, func(sql string, args ...any) rowScanner { return b.pool.QueryRow(ctx, sql, args...) })
 }
 
 // PublishTx publishes m on topic in tx, the caller's transaction: the event
@@ -215,19 +217,21 @@ func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (stri
 // transaction allows: feeds of every node wait for it from its first write
 // until it ends (see the package documentation).
 func (b *Broker) PublishTx(ctx context.Context, tx pgx.Tx, topic string, m sse.Message) (string, error) {
-	return b.publish(ctx, func(sql string, args ...any) rowScanner { return tx.QueryRow(ctx, sql, args...) }, topic, m)
+	return b.publish(topic, m, func(sql string, args ...any) rowScanner { return tx.QueryRow(ctx, sql, args...) })
 }
 
 // PublishSQLTx is PublishTx for a transaction of database/sql, with a
 // PostgreSQL driver that takes $1 placeholders and []byte as bytea (pgx's
 // stdlib, lib/pq).
 func (b *Broker) PublishSQLTx(ctx context.Context, tx *sql.Tx, topic string, m sse.Message) (string, error) {
-	return b.publish(ctx, func(sql string, args ...any) rowScanner { return tx.QueryRowContext(ctx, sql, args...) }, topic, m)
+	return b.publish(topic, m, func(sql string, args ...any) rowScanner { return tx.QueryRowContext(ctx, sql, args...) })
 }
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func (b *Broker) publish(ctx context.Context, query func(string, ...any) rowScanner, topic string, m sse.Message) (string, error) {
+// publish inserts m with query, which runs a statement where the caller
+// wants it.
+func (b *Broker) publish(topic string, m sse.Message, query func(sql string, args ...any) rowScanner) (string, error) {
 	if m.ID != "" {
 		return "", ErrOwnID
 	}

@@ -29,10 +29,11 @@ const (
 
 // Subscribe implements [sse.Broker]. It waits for the transactions running
 // when it was called to end (up to a second), brings the node's reader up
-// to date, and returns the topic's position as of the reader's cursor: its newest row
-// there, or the floor pruning left, or "<epoch>-0-0". The reader delivers
-// every row after the cursor, in position order, until ctx ends or the
-// Broker closes; nothing published after ctx ended is delivered.
+// to date, and returns the topic's position as of the reader's cursor:
+// its newest row there, or the floor pruning left, or "<epoch>-0-0". The
+// reader delivers every row after the cursor, in position order, until
+// ctx ends or the Broker closes; nothing published after ctx ended is
+// delivered.
 func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.Entry)) (string, error) {
 	if b.closed.Load() {
 		return "", ErrClosed
