@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -104,6 +105,10 @@ func newNode(ctx context.Context, url string, log *slog.Logger) (*node, error) {
 	n := &node{pool: pool, broker: broker, hub: &sse.Hub{Broker: broker, Logger: log}, mux: http.NewServeMux()}
 	n.mux.Handle("GET /events", n.hub) // ?topic=orders
 	n.mux.HandleFunc("POST /orders", n.order)
+	n.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, page)
+	})
 	return n, nil
 }
 
@@ -137,6 +142,26 @@ func (n *node) order(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintf(w, "order %d, event %s\n", id, eventID)
 }
+
+// page is what a browser gets at /: a form that places orders, and the
+// orders of every node as they are stored.
+const page = `<!doctype html>
+<meta charset="utf-8">
+<title>orders</title>
+<form method="post" action="/orders" target="result">
+  <input name="item" value="tea"> <input name="quantity" type="number" value="1"> <button>order</button>
+</form>
+<iframe name="result" height="40"></iframe>
+<ul id="orders"></ul>
+<script>
+const es = new EventSource("/events?topic=orders");
+es.addEventListener("order", e => {
+  const li = document.createElement("li");
+  li.textContent = e.lastEventId + " " + e.data;
+  document.getElementById("orders").append(li);
+});
+</script>
+`
 
 // Close stops the Hub and the Broker, then closes the pool.
 func (n *node) Close() {

@@ -51,6 +51,15 @@ func TestOrdersTwoNodes(t *testing.T) {
 		urls = append(urls, ts.URL)
 		nodes = append(nodes, n)
 	}
+	page, err := http.Get(urls[0] + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	if !strings.Contains(string(body), `new EventSource("/events?topic=orders")`) {
+		t.Fatalf("GET / served %q", body)
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(sctx, "GET", urls[1]+"/events?topic=orders", nil)
