@@ -33,6 +33,10 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := migrate(ctx, *url); err != nil {
+		slog.Error("creating the orders table", "err", err)
+		os.Exit(1)
+	}
 	errc := make(chan error, 2)
 	for name, listen := range map[string]string{"A": *a, "B": *b} {
 		go func() { errc <- serve(ctx, name, listen, *url) }()
@@ -85,16 +89,25 @@ type node struct {
 	mux    *http.ServeMux
 }
 
+// migrate creates the application's table, once, before the nodes start:
+// CREATE ... IF NOT EXISTS from two nodes at once can fail. (The Broker
+// creates its own tables under a lock.)
+func migrate(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS orders (
+		id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		item text NOT NULL,
+		quantity int NOT NULL CHECK (quantity > 0))`)
+	return err
+}
+
 func newNode(ctx context.Context, url string, log *slog.Logger) (*node, error) {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS orders (
-		id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-		item text NOT NULL,
-		quantity int NOT NULL CHECK (quantity > 0))`); err != nil {
-		pool.Close()
 		return nil, err
 	}
 	broker, err := ssepostgres.New(ctx, pool, ssepostgres.Options{Logger: log})
@@ -102,7 +115,7 @@ func newNode(ctx context.Context, url string, log *slog.Logger) (*node, error) {
 		pool.Close()
 		return nil, err
 	}
-	n := &node{pool: pool, broker: broker, hub: &sse.Hub{Broker: broker, Logger: log}, mux: http.NewServeMux()}
+	n := &node{pool: pool, broker: broker, hub: &sse.Hub{Broker: broker, Logger: log, Recent: 20}, mux: http.NewServeMux()}
 	n.mux.Handle("GET /events", n.hub) // ?topic=orders
 	n.mux.HandleFunc("POST /orders", n.order)
 	n.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -144,7 +157,7 @@ func (n *node) order(w http.ResponseWriter, r *http.Request) {
 }
 
 // page is what a browser gets at /: a form that places orders, and the
-// orders of every node as they are stored.
+// orders of every node: the 20 newest, then each as it is stored.
 const page = `<!doctype html>
 <meta charset="utf-8">
 <title>orders</title>

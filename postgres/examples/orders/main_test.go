@@ -38,13 +38,29 @@ func TestOrdersTwoNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := migrate(ctx, dbURL); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var urls []string
 	var nodes []*node
+	// Both at once, as main starts them.
+	type made struct {
+		n   *node
+		err error
+	}
+	ch := make(chan made, 2)
 	for range 2 {
-		n, err := newNode(ctx, dbURL, log)
-		if err != nil {
-			t.Fatal(err)
+		go func() {
+			n, err := newNode(ctx, dbURL, log)
+			ch <- made{n, err}
+		}()
+	}
+	for range 2 {
+		m := <-ch
+		n := m.n
+		if m.err != nil {
+			t.Fatal(m.err)
 		}
 		ts := httptest.NewServer(n)
 		t.Cleanup(func() { n.Close(); ts.Close() })
