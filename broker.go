@@ -51,10 +51,23 @@ func (e *HistoryGapError) Is(target error) bool { return target == ErrHistoryGap
 // Unwrap returns Err.
 func (e *HistoryGapError) Unwrap() error { return e.Err }
 
-// Entry is one stored event and the topic it was published on.
+// Entry is one stored event and the topic it was published on; or, from a
+// feed, with Gap set, the news that the feed lost events.
 type Entry struct {
 	Topic string
 	Message
+	// Gap, when not nil, makes the entry a signal and not an event: the
+	// feed of Topic cannot deliver every event after the last one it
+	// delivered (the store trimmed them before the feed read them, or the
+	// feed lost its place in some other way). It is or wraps
+	// [ErrHistoryGap], typically a [*HistoryGapError] that tells why, and
+	// the Message is empty. A feed sends it at most once, as its last
+	// call of deliver: it then stops. The Hub cuts the topic's
+	// subscribers off ([ErrEvicted]), so that each reconnects and either
+	// replays what it missed or, when that is gone too, receives the reset
+	// event: a Hub never skips events silently. Gap is nil in the entries
+	// of Replay and Recent.
+	Gap error
 }
 
 // Broker stores the events of a Hub's topics and carries them to every node
@@ -69,10 +82,11 @@ type Entry struct {
 //
 // One Last-Event-ID stands for a client's place in all of its topics. With
 // a Broker whose feeds of different topics are not delivered in one order
-// (one reader per topic, as in Redis Streams), a client of several topics
-// can resume after an event of one topic that a feed of another has not yet
+// (one independent reader per topic), a client of several topics can
+// resume after an event of one topic that a feed of another has not yet
 // delivered, and miss events there: serve one topic per stream with such a
-// Broker.
+// Broker. The Redis Broker reads all of a node's topics at once, in one
+// order.
 type Broker interface {
 	// Publish stores m on topic and returns the id it is known by: m.ID
 	// when set (a Broker that cannot keep ids of its own must refuse them),
@@ -91,6 +105,13 @@ type Broker interface {
 	// Replay accepts as "now". Replay up to it and the feed after it
 	// together hold every event once. Nothing published after ctx ended
 	// is delivered.
+	//
+	// A feed that finds it cannot deliver every event after the last one
+	// it delivered (a store that trimmed them while the feed lagged, or
+	// lost them in a restart) must not skip them: it calls deliver once
+	// with an Entry whose Gap is set, and stops (see [Entry.Gap]). A feed
+	// that cannot read for a while (the store is down) keeps its place
+	// and resumes without a gap when it can.
 	Subscribe(ctx context.Context, topic string, deliver func(Entry)) (newest string, err error)
 
 	// Replay returns the stored events of topics that came after the event
@@ -104,7 +125,10 @@ type Broker interface {
 	// head differs from where the topic's feed stands: that is how a feed
 	// that lags behind the store (another node published) never delivers
 	// an event twice. A head must therefore be an id the feed delivers, or
-	// the feed's own position.
+	// the feed's own position. A feed that can no longer deliver it (it
+	// was trimmed before the feed read it) sends a Gap, which ends the
+	// wait: the Hub cuts the subscriber off rather than skip its events
+	// forever.
 	Replay(ctx context.Context, topics []string, after string) (entries []Entry, heads []string, err error)
 
 	// Newest returns the newest of ids, where ids[i] is a position of

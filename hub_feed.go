@@ -29,6 +29,10 @@ func (h *Hub) startFeed(t *hubTopic) {
 // bounds leave behind is evicted here, at once, so that it reconnects and
 // replays what it missed; the others are poked.
 func (h *Hub) deliver(t *hubTopic, e Entry) {
+	if e.Gap != nil {
+		h.lost(t, e.Gap)
+		return
+	}
 	pm, err := NewPreparedMessage(e.Message)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -76,4 +80,25 @@ func (h *Hub) deliver(t *hubTopic, e Entry) {
 		evict[j] = nil
 	}
 	t.evict = evict[:0]
+}
+
+// lost is the Gap of t's feed: events of t will never reach the ring, so
+// every subscriber of t is evicted, those still catching up included (one
+// that waits for the feed to reach its replay's head would wait forever).
+// Each reconnects and replays, or gets the reset event. The last one's
+// leaving stops the feed; the next subscriber of t starts a new one.
+func (h *Hub) lost(t *hubTopic, gap error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.topics[t.name] != t {
+		return
+	}
+	h.logger().Warn("sse: the broker's feed lost events: evicting the topic's subscribers so that they replay", "topic", t.name, "subscribers", len(t.subs), "err", gap)
+	delete(h.topics, t.name) // no one subscribes to this feed any more
+	for s := range t.subs {
+		h.evictLocked(s)
+	}
+	if t.stop != nil {
+		t.stop()
+	} // else startFeed stops it
 }

@@ -4,13 +4,12 @@
 // reconnects to another node resumes there without loss.
 //
 // Every topic is one stream, and a stream entry's id ("<ms>-<seq>") is the
-// event's id. Each node reads a topic with one blocking XREAD, whatever its
-// number of subscribers, and its Hub fans the entries out.
-//
-// Because each topic has a feed of its own, a node may deliver an event of
-// one topic before an older one of another; a client subscribed to several
-// topics in one stream could then resume past an event it never got (see
-// [sse.Broker]). Serve one topic per stream with this Broker.
+// event's id. Each node reads all of its topics with one reader, woken by
+// Redis Pub/Sub, whatever its number of topics and subscribers, and its Hub
+// fans the entries out: a node holds a constant number of Redis
+// connections. The reader reads all the topics at one moment and delivers
+// their entries in id order, so a client may subscribe to several topics in
+// one stream and resume from one id.
 package sseredis
 
 import (
@@ -58,33 +57,46 @@ const emptyPosition = "0-0"
 // Keys: topic T is the stream Prefix+"topic:"+T, and Prefix+"lastid" holds
 // the last id given out. Publish runs a script that picks an id the way
 // XADD "*" does (server time in ms, then a sequence) but across all topics
-// of the Prefix, and XADDs the event with an approximate MAXLEN bound: so
-// ids are unique across topics and in publish order, and a client of
-// several topics resumes correctly from one id. Streams must be written
-// through a Broker only. On Redis Cluster, put a hash tag in Prefix
-// ("{sse}:") so that all the keys are in one slot.
+// of the Prefix, XADDs the event with an approximate MAXLEN bound, and
+// publishes its id on the Pub/Sub channel Prefix+"wake:"+T: so ids are
+// unique across topics and in publish order, and a client of several topics
+// resumes correctly from one id. Streams must be written through a Broker
+// only. On Redis Cluster, put a hash tag in Prefix ("{sse}:") so that all
+// the keys are in one slot.
 //
-// Subscribe starts one goroutine per call that reads the topic with XREAD
-// BLOCK and, on a Redis error, retries with backoff from the last id it
-// delivered, so a feed survives a Redis restart without loss or duplicate,
-// as far as Redis kept what it acknowledged: run it with appendonly yes
-// and appendfsync always for that guarantee. Replay is XRANGE after the
-// given id, and answers [sse.ErrHistoryGap] for an id that is malformed,
-// unknown to the topics, or older than entries Redis no longer keeps.
-// Recent, for [sse.Hub.Recent], is XREVRANGE with a count.
+// The feeds of a Broker share one reader, started by the first Subscribe:
+// one goroutine that reads its topics in one script call (a round, with
+// non-blocking XRANGEs after each feed's place) and delivers the new
+// entries in id order. The wake-up carries the entry's id, and wake-ups
+// come in id order, so a round reads only the topics woken since the last
+// one and delivers their entries up to the newest wake-up: nothing older
+// can be missing. Every topic is read in a round every Block, after each
+// confirmed Pub/Sub subscription (a new topic, or the connection back
+// after an outage that may have lost wake-ups), and while the Pub/Sub
+// connection is down. So a node holds one Pub/Sub connection, outside
+// Client's pool, and uses one pooled connection per round, however many
+// topics it serves: go-redis' default pool does. A Redis error is retried
+// with backoff from where each feed stands, so a feed survives a Redis
+// restart without loss or duplicate as far as Redis kept what it
+// acknowledged (run it with appendonly yes and appendfsync always for
+// that guarantee). A feed that finds that entries it had yet to read were
+// trimmed meanwhile (it lagged more than MaxLen behind) reports a gap,
+// and its Hub cuts the topic's subscribers off so that they replay, or get
+// the reset event: never a silent hole. Replay is XRANGE after the given
+// id, and answers [sse.ErrHistoryGap] for an id that is malformed, unknown
+// to the topics, or older than entries Redis no longer keeps. Recent, for
+// [sse.Hub.Recent], is XREVRANGE with a count.
 //
-// Each feed holds one of Client's pooled connections while it blocks, so
-// the pool must be larger than the number of topics a node serves at
-// once. go-redis retries a command whose reply it lost (Client's
-// MaxRetries): for a publish that can store the event twice if Redis had
-// taken it. Set MaxRetries to -1 for at-most-once publishes and let the
-// publisher retry on error (its event is then stored at most once per
-// call); the feeds retry on their own.
+// go-redis retries a command whose reply it lost (Client's MaxRetries):
+// for a publish that can store the event twice if Redis had taken it. Set
+// MaxRetries to -1 for at-most-once publishes and let the publisher retry
+// on error (its event is then stored at most once per call); the reader
+// retries on its own.
 //
 // It needs Redis 7.0 or later (XINFO STREAM's entries-added and
 // max-deleted-entry-id tell trimmed history). The zero value with Client
 // set is ready to use. Set the fields before first use; all methods are
-// safe for concurrent use.
+// safe for concurrent use. Close stops the reader.
 type Broker struct {
 	// Client is the Redis connection; required. The Broker does not close
 	// it.
@@ -96,29 +108,31 @@ type Broker struct {
 	// trims whole nodes of entries, so a stream may hold somewhat more.
 	// 0 means DefaultMaxLen; a negative value never trims.
 	MaxLen int64
-	// Block is how long one XREAD waits for new entries; 0 means
-	// DefaultBlock. A feed whose context ends stops when its XREAD
-	// returns, so this bounds how long Close waits.
+	// Block is how often the reader reads all of its topics, woken or
+	// not: the longest a lost wake-up delays an event. 0 means
+	// DefaultBlock; under 10 ms counts as 10 ms.
 	Block time.Duration
-	// Logger receives the Redis errors feeds retry; nil means
-	// slog.Default().
+	// Logger receives the Redis errors the reader retries and the gaps
+	// of feeds; nil means slog.Default().
 	Logger *slog.Logger
 
-	mu     sync.Mutex // guards the fields below
-	closed bool
-	feeds  map[*feed]struct{}
-	wg     sync.WaitGroup // running feeds
+	mu         sync.Mutex // guards the fields below but channels and wg
+	closed     bool
+	topics     map[string][]*feed // the feeds of each topic the reader reads
+	stopReader context.CancelFunc
+	pubsub     *redis.PubSub
+	wake       chan struct{}   // one token: a round is due
+	added      []*feed         // since the reader last listed the feeds
+	dirty      map[string]bool // topics woken since the reader last listed them
+	pending    map[string]bool // topics whose wake-ups are not yet confirmed
+	wakeMax    streamID        // the id of the newest wake-up
+	full       bool            // the next round reads every topic
+	degraded   bool            // the Pub/Sub connection is down: every round reads every topic
+	channels   map[string]bool // the reader's: the Pub/Sub channels it subscribed to
+	wg         sync.WaitGroup  // the reader and its receiver
 }
 
 var _ sse.Broker = (*Broker)(nil)
-
-type feed struct {
-	topic   string
-	key     string
-	last    string // id of the newest entry delivered, or the start position
-	deliver func(sse.Entry)
-	stop    context.CancelFunc
-}
 
 // key is the stream of topic.
 func (b *Broker) key(topic string) string {
@@ -166,11 +180,21 @@ func (b *Broker) check() error {
 
 // Publish implements [sse.Broker]: it appends m to the topic's stream and
 // returns the entry id, which is the event id. Type, Data, Retry and Comment
-// are stored; a set m.ID gives [ErrOwnID]. An error means Redis did not
-// acknowledge the event: it may or may not have been stored.
+// are stored; a set m.ID gives [ErrOwnID], and a Type or Comment that the
+// Hub could not send (a line break) an error wrapping [sse.ErrInvalidField],
+// storing nothing. Another error means Redis did not acknowledge the event:
+// it may or may not have been stored.
 func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (string, error) {
 	if m.ID != "" {
 		return "", ErrOwnID
+	}
+	// The Hub's rules for the single-line fields, without encoding Data:
+	// a Type with a line break would be stored, then refused by every
+	// node's Hub and by Replay.
+	fields := sse.Message{Type: m.Type, Comment: m.Comment}
+	var scratch [64]byte
+	if _, err := fields.AppendTo(scratch[:0]); err != nil {
+		return "", err
 	}
 	if err := b.check(); err != nil {
 		return "", err
@@ -179,7 +203,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (stri
 	if maxLen == 0 {
 		maxLen = DefaultMaxLen
 	}
-	args := append([]any{maxLen}, fields(m)...)
+	args := append([]any{maxLen, b.wakeChannel(topic)}, entryFields(m)...)
 	id, err := publish.Run(ctx, b.Client, []string{b.key(topic), b.idKey()}, args...).Text()
 	if err != nil {
 		return "", fmt.Errorf("sseredis: publish on %q: %w", topic, err)
@@ -192,7 +216,8 @@ func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (stri
 // only unique within a stream, and a client subscribed to several topics
 // resumes from one id, which must place it in all of them. The id is made
 // as Redis makes its own, from the server's clock, keeping the last one in
-// KEYS[2]. ARGV[1] is the MAXLEN bound (negative: none); then the fields.
+// KEYS[2]. ARGV[1] is the MAXLEN bound (negative: none), ARGV[2] the
+// channel that wakes the topic's readers up; then the fields.
 var publish = redis.NewScript(`
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -208,18 +233,19 @@ end
 local id = string.format('%.0f-%.0f', ms, seq)
 local maxlen = tonumber(ARGV[1])
 if maxlen >= 0 then
-	redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 2))
+	redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 3))
 else
-	redis.call('XADD', KEYS[1], id, unpack(ARGV, 2))
+	redis.call('XADD', KEYS[1], id, unpack(ARGV, 3))
 end
 redis.call('SET', KEYS[2], id)
+redis.call('PUBLISH', ARGV[2], id)
 return id
 `)
 
-// fields is how m is stored in an entry. Data is always there, since an
+// entryFields is how m is stored in an entry. Data is always there, since an
 // entry needs a field; the others only when set, retry in milliseconds as
 // it goes on the wire.
-func fields(m sse.Message) []any {
+func entryFields(m sse.Message) []any {
 	f := []any{"data", m.Data}
 	if m.Type != "" {
 		f = append(f, "type", m.Type)
@@ -257,107 +283,46 @@ func entry(topic string, x redis.XMessage) sse.Entry {
 
 // Subscribe implements [sse.Broker]. It returns the id of the topic's
 // newest entry; for a stream without entries, the id Redis generated last;
-// for a topic without stream, "0-0". Its feed reads from there, in a
-// goroutine of its own, until ctx ends or the Broker closes; deliver is
-// not called after that.
+// for a topic without stream, "0-0". The Broker's one reader delivers the
+// entries after it until ctx ends or the Broker closes; deliver is not
+// called after that. A feed that finds entries it had yet to read trimmed
+// delivers an [sse.Entry] with Gap set (reason [sse.GapExpired]) and ends.
 func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.Entry)) (string, error) {
 	if err := b.check(); err != nil {
 		return "", err
 	}
-	key := b.key(topic)
-	st, err := b.Client.XInfoStream(ctx, key).Result()
-	pos := emptyPosition
+	st, err := b.Client.XInfoStream(ctx, b.key(topic)).Result()
+	pos, added := emptyPosition, int64(0)
 	switch {
 	case err == nil:
-		pos = head(st)
+		pos, added = head(st), st.EntriesAdded
 	case !isNoSuchKey(err):
 		return "", fmt.Errorf("sseredis: subscribe to %q: %w", topic, err)
 	}
-	fctx, stop := context.WithCancel(ctx)
-	f := &feed{topic: topic, key: key, last: pos, deliver: deliver, stop: stop}
+	last, _ := parseID(pos)
+	f := &feed{ctx: ctx, topic: topic, key: b.key(topic), deliver: deliver, last: last, added: added}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		stop()
 		return "", ErrClosed
 	}
-	if b.feeds == nil {
-		b.feeds = make(map[*feed]struct{})
+	if b.pubsub == nil {
+		b.startReader()
 	}
-	b.feeds[f] = struct{}{}
-	b.wg.Add(1)
+	b.topics[topic] = append(b.topics[topic], f)
+	b.added = append(b.added, f)
+	b.dirty[topic] = true
 	b.mu.Unlock()
-	go b.run(fctx, f)
+	b.poke()
+	context.AfterFunc(ctx, func() { b.drop(f) })
 	return pos, nil
 }
 
-// Retry delays of a feed after a Redis error.
+// Retry delays of the reader after a Redis error.
 const (
 	minBackoff = 10 * time.Millisecond
 	maxBackoff = time.Second
 )
-
-// run is the feed f: XREAD BLOCK from the last id delivered, forever.
-func (b *Broker) run(ctx context.Context, f *feed) {
-	defer b.wg.Done()
-	defer func() {
-		f.stop()
-		b.mu.Lock()
-		delete(b.feeds, f)
-		b.mu.Unlock()
-	}()
-	backoff := time.Duration(0)
-	for ctx.Err() == nil {
-		res, err := b.Client.XRead(ctx, &redis.XReadArgs{Streams: []string{f.key, f.last}, Count: 1024, Block: b.block()}).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, redis.ErrClosed) {
-				// Nothing to wait for: the application closed the client
-				// before the Broker, on its way out.
-				b.logger().Error("sseredis: feed stopped: the Redis client is closed", "topic", f.topic)
-				return
-			}
-			backoff = min(max(2*backoff, minBackoff), maxBackoff)
-			b.logger().Warn("sseredis: feed read failed; retrying", "topic", f.topic, "after", f.last, "in", backoff, "err", err)
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			continue
-		}
-		if backoff > 0 {
-			backoff = 0
-			b.resumed(ctx, f)
-		}
-		for _, s := range res {
-			for _, x := range s.Messages {
-				if ctx.Err() != nil {
-					return
-				}
-				f.deliver(entry(f.topic, x))
-				f.last = x.ID
-			}
-		}
-	}
-}
-
-// resumed logs that f reads again after Redis errors, and whether
-// entries it had yet to read were trimmed meanwhile: the Broker interface
-// has no way to tell the Hub, whose subscribers on this node miss them.
-func (b *Broker) resumed(ctx context.Context, f *feed) {
-	b.logger().Info("sseredis: feed reading again", "topic", f.topic, "after", f.last)
-	last, _ := parseID(f.last)
-	if st, err := b.Client.XInfoStream(ctx, f.key).Result(); err == nil {
-		if err := lost(st, last); err != nil {
-			b.logger().Error("sseredis: feed fell behind the history kept: subscribers on this node missed events", "topic", f.topic, "after", f.last, "err", err)
-		}
-	}
-}
 
 // head is the position of a stream: its newest entry, or when it has none
 // left the last id Redis generated, which nothing to come can precede.
@@ -459,16 +424,21 @@ func lost(st *redis.XInfoStream, a streamID) error {
 	return nil
 }
 
-// Close implements [sse.Broker]: it stops every feed, waits until they
-// have returned (at most about Block), and makes later Publish and
-// Subscribe calls fail with [ErrClosed]. It does not close Client.
+// Close implements [sse.Broker]: it stops the reader and closes its
+// Pub/Sub connection, waits until the reader has returned, and makes later
+// Publish and Subscribe calls fail with [ErrClosed]. It does not close
+// Client. It returns at once unless a round of reads is waiting for
+// Redis, which Client's DialTimeout and ReadTimeout bound (5 s and 3 s by
+// default), also when Redis has stopped answering.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	b.closed = true
-	for f := range b.feeds {
-		f.stop()
-	}
+	stop, ps := b.stopReader, b.pubsub
 	b.mu.Unlock()
+	if stop != nil {
+		stop()
+		ps.Close()
+	}
 	b.wg.Wait()
 	return nil
 }
@@ -494,6 +464,10 @@ func parseID(s string) (streamID, bool) {
 		return streamID{}, false
 	}
 	return id, true
+}
+
+func (a streamID) String() string {
+	return strconv.FormatUint(a.ms, 10) + "-" + strconv.FormatUint(a.seq, 10)
 }
 
 func (a streamID) compare(b streamID) int {

@@ -409,7 +409,7 @@ func idLess(x, y string) bool {
 }
 
 // A node that shuts down leaves no goroutine and no Redis connection
-// behind; a topic whose last subscriber leaves stops its feed. Not
+// behind; a topic whose last subscriber leaves is no longer read. Not
 // parallel: it counts the process's goroutines.
 func TestNodeShutdownNoLeak(t *testing.T) {
 	srv := redistest.Start(t, false)
@@ -436,12 +436,19 @@ func TestNodeShutdownNoLeak(t *testing.T) {
 	for i, s := range streams {
 		s.expect(t, string("abc"[i/2])+"1")
 	}
-	if f := feeds(); f != 3 {
-		t.Fatalf("%d feeds for 3 topics and 6 subscribers", f)
+	if r := readers(); r != 1 {
+		t.Fatalf("%d readers for 3 topics and 6 subscribers", r)
 	}
+	woken := func(topic string) int64 {
+		return ctl.PubSubNumSub(ctx, "sse:wake:"+topic).Val()["sse:wake:"+topic]
+	}
+	eventually(t, "the node to wait for wake-ups of its topics", func() bool { return woken("a") == 1 })
 	streams[0].close()
 	streams[1].close()
-	eventually(t, "the feed of a topic without subscribers to stop", func() bool { return feeds() == 2 })
+	eventually(t, "the node to stop reading a topic without subscribers", func() bool { return woken("a") == 0 })
+	if woken("b") != 1 {
+		t.Errorf("topic b: %d wake-up subscriptions, want 1", woken("b"))
+	}
 
 	n.shutdown()
 	for _, s := range streams {
@@ -449,17 +456,18 @@ func TestNodeShutdownNoLeak(t *testing.T) {
 			// the node closed the stream
 		}
 	}
-	if f := feeds(); f != 0 {
-		t.Errorf("%d feeds still running after Close", f)
+	if r := readers(); r != 0 {
+		t.Errorf("%d readers still running after Close", r)
 	}
 	eventually(t, "the node's goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutinesBefore })
 	eventually(t, "the node's Redis connections to close", func() bool { return clients() <= clientsBefore })
 }
 
-func feeds() int {
+// readers counts the Brokers' readers running.
+func readers() int {
 	n := 0
 	for _, g := range goroutines() {
-		if strings.Contains(g, "redis.(*Broker).run") {
+		if strings.Contains(g, "redis.(*Broker).read(") {
 			n++
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,7 +114,10 @@ func (n *node) subscribe(t testing.TB, query, lastID string) *stream {
 		}
 	}()
 	t.Cleanup(s.close)
-	for n.hub.Stats().Subscriptions == before {
+	for deadline := time.Now().Add(30 * time.Second); n.hub.Stats().Subscriptions == before; {
+		if time.Now().After(deadline) { // a hang, not a measurement
+			t.Fatalf("the Hub has not registered the stream of %q after 30s", query)
+		}
 		time.Sleep(time.Millisecond)
 	}
 	return s
@@ -182,5 +186,84 @@ func goroutines() []string {
 			return strings.Split(string(buf[:n]), "\n\n")[1:]
 		}
 		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// holdReads is a go-redis hook that holds a node's reads of its streams
+// (the reader's script, or XREAD) while held, as a GC pause or a slow link
+// would: what other nodes publish meanwhile waits in Redis.
+type holdReads struct {
+	mu   sync.Mutex
+	gate chan struct{} // nil: not held
+}
+
+func (h *holdReads) hold() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gate == nil {
+		h.gate = make(chan struct{})
+	}
+}
+
+func (h *holdReads) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gate != nil {
+		close(h.gate)
+		h.gate = nil
+	}
+}
+
+func (h *holdReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *holdReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		switch cmd.Name() {
+		case "evalsha", "eval", "xread":
+			h.mu.Lock()
+			gate := h.gate
+			h.mu.Unlock()
+			if gate != nil {
+				<-gate
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *holdReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// heldNode is a node whose reads h holds; it is released before the node
+// shuts down, which would otherwise wait for the held read.
+func heldNode(t *testing.T, srv *redistest.Server, h *holdReads, configure ...func(*node)) *node {
+	t.Helper()
+	n := newNode(t, srv, append(configure, func(n *node) { n.client.AddHook(h) })...)
+	t.Cleanup(h.release)
+	return n
+}
+
+// consecutive reads the events of s that follow data prefix+"<from>",
+// checking that each is the next one, until the stream ends or the event
+// of number to arrives; it returns the last one it got.
+func (s *stream) consecutive(t *testing.T, prefix string, from, to int) (last event, ended bool) {
+	t.Helper()
+	for i := from + 1; ; i++ {
+		select {
+		case e, ok := <-s.events:
+			if !ok {
+				return last, true
+			}
+			if want := fmt.Sprint(prefix, i); e.data != want || e.typ != "message" {
+				t.Fatalf("got %+v after %+v, want %q: events were skipped", e, last, want)
+			}
+			last = e
+			if i == to {
+				return last, false
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no event after %+v within 10s, and the stream is still open", last)
+		}
 	}
 }

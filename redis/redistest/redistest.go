@@ -112,6 +112,24 @@ func (s *Server) Stop(sig os.Signal) {
 	s.cmd = nil
 }
 
+// Pause stops redis-server without ending it (SIGSTOP): it keeps its
+// connections and answers nothing, as a Redis that hangs. Resume lets it
+// go on; a test that ends paused still kills it.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Resume undoes Pause.
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Client returns a go-redis client of s, closed when the test ends.
 // MaxRetries is off so that a publish Redis did not acknowledge is not
 // sent again behind the caller's back, which could store it twice.

@@ -53,7 +53,10 @@ func main() {
 // streams get what is queued for them and close, and clients reconnect,
 // to the other node if the load balancer says so.
 func run(ctx context.Context, name, listen, addr, prefix string) error {
-	opts := &redis.Options{Addr: addr, MaxRetries: -1} // the publisher retries, not go-redis: see sseredis.Broker
+	// The publisher retries, not go-redis: see sseredis.Broker. The default
+	// pool is enough: a node's Broker holds one Pub/Sub connection and
+	// reads with one pooled connection at a time, whatever its topics.
+	opts := &redis.Options{Addr: addr, MaxRetries: -1}
 	if strings.Contains(addr, "/") {
 		opts.Network = "unix"
 	}
