@@ -62,7 +62,10 @@
 // that Replay tells "pruned" ([sse.GapExpired]) from "nothing there". An id
 // of another epoch (a random value stored with the schema, new when the
 // database is recreated), malformed or from the future gives
-// [sse.GapUnknown].
+// [sse.GapUnknown]. A node whose reader finds a floor above its cursor
+// (it was cut off from the database for longer than MaxAge) ends the
+// topic's feeds with an [sse.Entry] whose Gap is set, so that the Hub cuts
+// their subscribers off and they resume by replay, or get the reset event.
 //
 // # Concurrency
 //
@@ -142,10 +145,10 @@ type Broker struct {
 	wg     sync.WaitGroup
 	closed atomic.Bool
 
-	rmu      sync.Mutex // held by a read and its dispatch, and by Subscribe
-	cursor   position   // every row at or before it has been dispatched
-	topics   map[string]map[*feed]struct{}
-	reported map[string]position // per topic, the floor above the cursor last logged
+	rmu    sync.Mutex // held by a read and its dispatch, and by Subscribe
+	cursor position   // every row at or before it has been dispatched
+	topics map[string]map[*feed]struct{}
+	since  map[string]position // per topic, the newest position Subscribe returned
 }
 
 var _ sse.RecentBroker = (*Broker)(nil)
@@ -155,7 +158,7 @@ var _ sse.RecentBroker = (*Broker)(nil)
 // epoch, and starts listening. Close it before the pool.
 func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Broker, error) {
 	b := &Broker{pool: pool, opts: opts, wake: make(chan struct{}, 1),
-		topics: make(map[string]map[*feed]struct{}), reported: make(map[string]position)}
+		topics: make(map[string]map[*feed]struct{}), since: make(map[string]position)}
 	if b.opts.Schema == "" {
 		b.opts.Schema = DefaultSchema
 	}

@@ -77,13 +77,16 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 		b.topics[topic] = feeds
 	}
 	feeds[f] = struct{}{}
+	if head.compare(b.since[topic]) > 0 {
+		b.since[topic] = head
+	}
 	context.AfterFunc(ctx, func() {
 		b.rmu.Lock()
 		defer b.rmu.Unlock()
 		delete(feeds, f)
 		if m, ok := b.topics[topic]; ok && len(m) == 0 {
 			delete(b.topics, topic) // the reader asks for it no more
-			delete(b.reported, topic)
+			delete(b.since, topic)
 		}
 	})
 	return b.id(head), nil
@@ -255,8 +258,9 @@ func (b *Broker) readLocked(ctx context.Context) (more, held bool, err error) {
 		}
 		xmin, _ = parseUint(xm)
 		if kind == 0 {
-			if p.compare(b.reported[e.Topic]) > 0 {
-				b.reported[e.Topic] = p
+			// A floor at or below where the topic's feeds started took
+			// nothing from them.
+			if _, fed := b.topics[e.Topic]; fed && p.compare(b.since[e.Topic]) > 0 {
 				b.lost(e.Topic, p)
 			}
 			continue
@@ -288,9 +292,20 @@ func (b *Broker) dispatch(e sse.Entry) {
 	}
 }
 
-// lost reports that pruning removed rows of topic up to floor before this
-// node read them: its subscribers here missed events.
+// lost tells the feeds of topic that pruning removed its rows up to floor
+// before this node read them, with an entry whose Gap is set: that is
+// their last, and the Hub then cuts their subscribers off so that each
+// resumes by replay, or gets the reset event. b.rmu is held.
 func (b *Broker) lost(topic string, floor position) {
-	b.logger().Error("ssepostgres: events were pruned before this node read them: its subscribers missed events",
+	b.logger().Error("ssepostgres: events were pruned before this node read them: ending the topic's feeds",
 		"topic", topic, "pruned", b.id(floor), "cursor", b.id(b.cursor))
+	gap := sse.Entry{Topic: topic, Gap: &sse.HistoryGapError{Reason: sse.GapExpired,
+		Err: fmt.Errorf("ssepostgres: topic %q: events up to %s were pruned before this node read them", topic, b.id(floor))}}
+	for f := range b.topics[topic] {
+		if f.ctx.Err() == nil {
+			f.deliver(gap)
+		}
+	}
+	delete(b.topics, topic)
+	delete(b.since, topic)
 }

@@ -222,30 +222,53 @@ func (l *logBuffer) String() string {
 }
 
 // TestLaggingNodeReportsPrunedEvents: rows pruned before a node read them
-// are reported, and its feed goes on with the rows kept.
+// end the topic's feeds there with an entry whose Gap is GapExpired (the
+// Hub then cuts their subscribers off, who replay or get a reset), and the
+// loss is logged; a feed started afterwards goes on from the rows kept.
 func TestLaggingNodeReportsPrunedEvents(t *testing.T) {
 	pool, _ := newDB(t)
 	var log logBuffer
 	lagging := newBroker(t, pool, ssepostgres.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	other := newBroker(t, pool, ssepostgres.Options{MaxLen: 1, PruneInterval: -1})
 	ctx := context.Background()
-	ch, _ := feed(t, lagging, "t")
+	ch, start := feed(t, lagging, "t")
 	release := ssepostgres.HoldReader(lagging)
+	var ids []string
 	for _, d := range []string{"1", "2", "3"} {
-		if _, err := other.Publish(ctx, "t", sse.Message{Data: []byte(d)}); err != nil {
+		id, err := other.Publish(ctx, "t", sse.Message{Data: []byte(d)})
+		if err != nil {
 			release()
 			t.Fatal(err)
 		}
+		ids = append(ids, id)
 	}
 	err := other.Prune(ctx)
 	release()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := data(take(t, ch, 1)); got[0] != "3" {
-		t.Fatalf("got %q, want the event kept", got)
+	e := take(t, ch, 1)[0]
+	if g, ok := e.Gap.(*sse.HistoryGapError); !ok || g.Reason != sse.GapExpired || e.Topic != "t" {
+		t.Fatalf("got %+v, want an entry with Gap expired", e)
 	}
-	waitFor(t, "the loss is logged", func() bool { return strings.Contains(log.String(), "pruned before this node read them") })
+	none(t, ch, 300*time.Millisecond) // the feed ended
+	if !strings.Contains(log.String(), "pruned before this node read them") {
+		t.Fatalf("log: %s", log.String())
+	}
+	if _, _, err := lagging.Replay(ctx, []string{"t"}, start); !isGap(err, sse.GapExpired) {
+		t.Fatalf("Replay from the feed's start: %v", err)
+	}
+	again, pos := feed(t, lagging, "t")
+	if pos != ids[2] {
+		t.Fatalf("new feed's position %s, want %s", pos, ids[2])
+	}
+	id, err := other.Publish(ctx, "t", sse.Message{Data: []byte("4")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := take(t, again, 1)[0]; got.ID != id || got.Gap != nil {
+		t.Fatalf("new feed got %+v, want event 4", got)
+	}
 }
 
 // TestRestoredIntoAnotherCluster: a table whose xids are ahead of the
