@@ -21,8 +21,11 @@ import (
 	"time"
 
 	"github.com/b2ce5911/sse"
+	ssepostgres "github.com/b2ce5911/sse/postgres"
+	"github.com/b2ce5911/sse/postgres/pgtest"
 	sseredis "github.com/b2ce5911/sse/redis"
 	"github.com/b2ce5911/sse/redis/redistest"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -32,15 +35,19 @@ import (
 // with a reset event exactly where history was really gone.
 
 const (
-	chaosTopic     = "chaos"
-	chaosRetry     = 5 * time.Millisecond // the servers' retry field
-	chaosPublishAt = time.Millisecond     // the publisher's period
-	chaosRole      = "chaos-redis-server"
+	chaosTopic        = "chaos"
+	chaosRetry        = 5 * time.Millisecond // the servers' retry field
+	chaosPublishAt    = time.Millisecond     // the publisher's period
+	chaosRedisRole    = "chaos-redis-server"
+	chaosPostgresRole = "chaos-postgres-server"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func init() { children[chaosRole] = chaosRedisServer }
+func init() {
+	children[chaosRedisRole] = chaosRedisServer
+	children[chaosPostgresRole] = chaosPostgresServer
+}
 
 // chaosSeed is the seed of a test's random moments: SSE_CHAOS_SEED when set,
 // to replay a failure, else a random one. It is logged either way.
@@ -549,35 +556,68 @@ func memoryChaos(t *testing.T, fresh bool) {
 	run.finish(epochs, fresh)
 }
 
-// chaosRedisServer is the child role of TestRestartChaosRedis: a Hub on
-// Redis Streams at SSE_CHAOS_ADDR, until it is killed or its parent goes.
-func chaosRedisServer() {
+// chaosServe is the body of a child server role: a Hub on the Broker that
+// newBroker makes, served at SSE_CHAOS_ADDR until the process is killed
+// or its parent goes.
+func chaosServe(newBroker func() (sse.Broker, error)) {
 	go func() {
 		io.Copy(io.Discard, os.Stdin) // EOF: the parent is gone
 		os.Exit(0)
 	}()
-	rc := redis.NewClient(&redis.Options{Network: "unix", Addr: os.Getenv("SSE_CHAOS_REDIS"), PoolSize: 16})
-	b := &sseredis.Broker{Client: rc, Block: time.Second, Logger: quiet}
-	hub := &sse.Hub{Broker: b, Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet}
-	ln, err := listen(os.Getenv("SSE_CHAOS_ADDR"))
-	if err != nil {
+	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "chaos server:", err)
 		os.Exit(1)
 	}
+	b, err := newBroker()
+	if err != nil {
+		fail(err)
+	}
+	hub := &sse.Hub{Broker: b, Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet}
+	ln, err := listen(os.Getenv("SSE_CHAOS_ADDR"))
+	if err != nil {
+		fail(err)
+	}
 	fmt.Println("ready")
-	err = http.Serve(ln, hub)
-	fmt.Fprintln(os.Stderr, "chaos server:", err)
-	os.Exit(1)
+	fail(http.Serve(ln, hub))
 }
 
-// redisNode is one life of the child server.
-type redisNode struct {
+// chaosRedisServer is the child role of TestRestartChaosRedis: a Hub on
+// Redis Streams at the unix socket SSE_CHAOS_REDIS.
+func chaosRedisServer() {
+	chaosServe(func() (sse.Broker, error) {
+		rc := redis.NewClient(&redis.Options{Network: "unix", Addr: os.Getenv("SSE_CHAOS_REDIS"), PoolSize: 16})
+		return &sseredis.Broker{Client: rc, Block: time.Second, Logger: quiet}, nil
+	})
+}
+
+// chaosPostgresServer is the child role of TestRestartChaosPostgres: a Hub
+// on the PostgreSQL database SSE_CHAOS_PG.
+func chaosPostgresServer() {
+	chaosServe(func() (sse.Broker, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		pool, err := pgxpool.New(ctx, os.Getenv("SSE_CHAOS_PG"))
+		if err != nil {
+			return nil, err
+		}
+		return ssepostgres.New(ctx, pool, chaosPostgresOptions)
+	})
+}
+
+// chaosPostgresOptions keep every event of the test, for the publisher and
+// the server alike.
+var chaosPostgresOptions = ssepostgres.Options{MaxLen: -1, MaxAge: -1, PruneInterval: -1, Logger: quiet}
+
+// chaosNode is one life of a child server.
+type chaosNode struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
 
-func startRedisNode(t *testing.T, addr, sock string) *redisNode {
-	cmd := child(chaosRole, "SSE_CHAOS_ADDR="+addr, "SSE_CHAOS_REDIS="+sock)
+// startChaosNode starts the child server role at addr, with env added to
+// its environment, and returns once it listens.
+func startChaosNode(t *testing.T, role, addr string, env ...string) *chaosNode {
+	cmd := child(role, append([]string{"SSE_CHAOS_ADDR=" + addr}, env...)...)
 	dieWithParent(cmd)
 	if _, err := cmd.StdinPipe(); err != nil { // closed when this process dies
 		t.Fatal(err)
@@ -604,7 +644,7 @@ func startRedisNode(t *testing.T, addr, sock string) *redisNode {
 	case <-timeout.C:
 		err = errors.New("no answer in 30s")
 	}
-	n := &redisNode{cmd: cmd, exited: make(chan struct{})}
+	n := &chaosNode{cmd: cmd, exited: make(chan struct{})}
 	if err != nil {
 		cmd.Process.Kill()
 		<-ready
@@ -615,12 +655,12 @@ func startRedisNode(t *testing.T, addr, sock string) *redisNode {
 	}()
 	if err != nil {
 		<-n.exited
-		t.Fatalf("starting the chaos server: %v", err)
+		t.Fatalf("starting the chaos server %s: %v", role, err)
 	}
 	return n
 }
 
-func (n *redisNode) kill() {
+func (n *chaosNode) kill() {
 	n.cmd.Process.Signal(syscall.SIGKILL)
 	<-n.exited
 }
@@ -630,14 +670,52 @@ func (n *redisNode) kill() {
 // Redis keeps the history, so no subscriber may see a reset.
 func TestRestartChaosRedis(t *testing.T) {
 	t.Parallel()
+	rs := redistest.Start(t, true)
+	pub := &sseredis.Broker{Client: rs.Client(t), MaxLen: 1 << 20, Logger: quiet}
+	t.Cleanup(func() { pub.Close() }) // after the publisher stopped
+	processChaos(t, "redis", pub, chaosRedisRole, "SSE_CHAOS_REDIS="+rs.Socket)
+}
+
+// TestRestartChaosPostgres kills a server process on PostgreSQL with
+// SIGKILL and restarts it, while the publisher goes on writing to the same
+// database through a Broker of its own: the database keeps the history, so
+// no subscriber may see a reset.
+func TestRestartChaosPostgres(t *testing.T) {
+	t.Parallel()
+	srv, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close) // last
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url, err := srv.NewDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	pub, err := ssepostgres.New(ctx, pool, chaosPostgresOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() }) // after the publisher stopped
+	processChaos(t, "postgres", pub, chaosPostgresRole, "SSE_CHAOS_PG="+url)
+}
+
+// processChaos publishes on pub at a steady rate while a child server of
+// role, on the same history, is killed with SIGKILL and restarted; the
+// subscribers follow it through every restart and must end with every
+// event exactly once, in order, and no reset.
+func processChaos(t *testing.T, name string, pub sse.Broker, role string, env ...string) {
 	rng, seed := chaosSeed(t)
 	sched := defaultSchedule()
-	rs := redistest.Start(t, true)
 	addr := freeAddr(t)
-	run := &chaosRun{t: t, name: "redis", seed: seed, kills: sched.kills}
+	run := &chaosRun{t: t, name: name, seed: seed, kills: sched.kills}
 
-	pub := &sseredis.Broker{Client: rs.Client(t), MaxLen: 1 << 20, Logger: quiet}
-	defer pub.Close()
 	ep := &epoch{}
 	publish := func(ctx context.Context, i int) error {
 		id, err := pub.Publish(ctx, chaosTopic, sse.Message{Data: []byte(strconv.Itoa(i))})
@@ -652,7 +730,7 @@ func TestRestartChaosRedis(t *testing.T) {
 	}
 
 	var mu sync.Mutex // guards node, which Cleanup kills
-	node := startRedisNode(t, addr, rs.Socket)
+	node := startChaosNode(t, role, addr, env...)
 	t.Cleanup(func() {
 		mu.Lock()
 		defer mu.Unlock()
@@ -686,7 +764,7 @@ func TestRestartChaosRedis(t *testing.T) {
 		node.kill()
 		mu.Unlock()
 		time.Sleep(between(rng, sched.downMin, sched.downMax))
-		n := startRedisNode(t, addr, rs.Socket)
+		n := startChaosNode(t, role, addr, env...)
 		mu.Lock()
 		node = n
 		mu.Unlock()
