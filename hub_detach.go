@@ -65,6 +65,12 @@ func (c *Conn) hijack() (net.Conn, error) {
 	if !c.IsOpen() {
 		return nil, c.closedErr()
 	}
+	// A middleware that encodes the body (AllowCompression) and can
+	// hijack would hand over a connection on which the Hub's plain chunks
+	// would follow its compressed bytes.
+	if enc := c.w.Header().Get("Content-Encoding"); enc != "" && enc != "identity" {
+		return nil, http.ErrNotSupported
+	}
 	// net/http's Hijack flushes what its chunk writer holds, and the Conn
 	// flushed its own buffer after its last write: nothing is lost or
 	// written twice. The bufio.ReadWriter it returns is dropped: its
