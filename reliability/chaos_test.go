@@ -293,6 +293,15 @@ func (c *chaosRun) subscribe(n int, url, after string) {
 	}
 }
 
+// connects returns how many times each subscriber has connected.
+func (c *chaosRun) connects() []int64 {
+	n := make([]int64, len(c.subs))
+	for i, s := range c.subs {
+		n[i] = s.connects.Load()
+	}
+	return n
+}
+
 // stop stops the subscribers.
 func (c *chaosRun) stop() {
 	c.cancel()
@@ -384,6 +393,10 @@ func listen(addr string) (net.Listener, error) {
 type httpServer struct {
 	srv    *http.Server
 	served chan struct{}
+
+	mu       sync.Mutex
+	hijacked []net.Conn // the detached streams': http.Server.Close leaves them be
+	killed   bool
 }
 
 func startHTTP(t *testing.T, addr string, h http.Handler) *httpServer {
@@ -391,7 +404,19 @@ func startHTTP(t *testing.T, addr string, h http.Handler) *httpServer {
 	if err != nil {
 		t.Fatalf("listening on %s again: %v", addr, err)
 	}
-	s := &httpServer{srv: &http.Server{Handler: h}, served: make(chan struct{})}
+	s := &httpServer{served: make(chan struct{})}
+	s.srv = &http.Server{Handler: h, ConnState: func(c net.Conn, st http.ConnState) {
+		if st != http.StateHijacked {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.killed {
+			c.Close()
+			return
+		}
+		s.hijacked = append(s.hijacked, c)
+	}}
 	go func() {
 		defer close(s.served)
 		s.srv.Serve(ln)
@@ -399,9 +424,17 @@ func startHTTP(t *testing.T, addr string, h http.Handler) *httpServer {
 	return s
 }
 
-// kill drops the listener and every connection at once.
+// kill drops the listener and every connection at once, as the death of
+// the process would: the detached streams' too.
 func (s *httpServer) kill() {
 	s.srv.Close()
+	s.mu.Lock()
+	s.killed = true
+	for _, c := range s.hijacked {
+		c.Close()
+	}
+	s.hijacked = nil
+	s.mu.Unlock()
 	<-s.served
 }
 
@@ -415,7 +448,7 @@ type memoryNode struct {
 // newMemoryNode makes a Hub on a MemoryBroker that keeps every event of
 // the test, and learns the broker's epoch from the empty position of a
 // topic without events ("<epoch>-0", as MemoryBroker documents its ids).
-func newMemoryNode(t *testing.T) *memoryNode {
+func newMemoryNode(t *testing.T, disableDetach bool) *memoryNode {
 	b := &sse.MemoryBroker{History: 1 << 20, HistoryAge: -1}
 	ctx, stop := context.WithCancel(context.Background())
 	pos, err := b.Subscribe(ctx, "chaos-probe", func(sse.Entry) {})
@@ -425,7 +458,7 @@ func newMemoryNode(t *testing.T) *memoryNode {
 		t.Fatalf("probing the MemoryBroker's epoch: position %q, %v", pos, err)
 	}
 	return &memoryNode{
-		hub:    &sse.Hub{Broker: b, Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet},
+		hub:    &sse.Hub{Broker: b, DisableDetach: disableDetach, Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet},
 		broker: b,
 		epoch:  &epoch{name: name},
 	}
@@ -438,8 +471,14 @@ func (n *memoryNode) close() {
 
 func TestRestartChaosMemory(t *testing.T) {
 	t.Parallel()
-	t.Run("history kept", func(t *testing.T) { t.Parallel(); memoryChaos(t, false) })
-	t.Run("history lost", func(t *testing.T) { t.Parallel(); memoryChaos(t, true) })
+	for _, disable := range []bool{false, true} {
+		path := "detached"
+		if disable {
+			path = "DisableDetach"
+		}
+		t.Run("history kept, "+path, func(t *testing.T) { t.Parallel(); memoryChaos(t, false, disable) })
+		t.Run("history lost, "+path, func(t *testing.T) { t.Parallel(); memoryChaos(t, true, disable) })
+	}
 }
 
 // memoryChaos runs an in-process server that is killed and restarted.
@@ -447,7 +486,7 @@ func TestRestartChaosMemory(t *testing.T) {
 // restarted process would: history is gone, and subscribers must be told
 // so by exactly one reset event. Without, the same Hub serves every life
 // of the server and its history covers every outage.
-func memoryChaos(t *testing.T, fresh bool) {
+func memoryChaos(t *testing.T, fresh, disableDetach bool) {
 	rng, seed := chaosSeed(t)
 	sched := defaultSchedule()
 	addr := freeAddr(t)
@@ -455,10 +494,13 @@ func memoryChaos(t *testing.T, fresh bool) {
 	if fresh {
 		name = "memory-history-lost"
 	}
+	if disableDetach {
+		name += "-disable-detach"
+	}
 	run := &chaosRun{t: t, name: name, seed: seed, kills: sched.kills}
 
 	var mu sync.Mutex // guards nodes, and the events of the node the publisher is on
-	first := newMemoryNode(t)
+	first := newMemoryNode(t, disableDetach)
 	nodes := []*memoryNode{first}
 	var cur atomic.Pointer[memoryNode] // where the publisher publishes; nil while none runs
 	cur.Store(first)
@@ -518,7 +560,7 @@ func memoryChaos(t *testing.T, fresh bool) {
 			cur.Store(nil)
 			node.close()
 			if early {
-				node = newMemoryNode(t)
+				node = newMemoryNode(t, disableDetach)
 				mu.Lock()
 				nodes = append(nodes, node)
 				mu.Unlock()
@@ -527,7 +569,7 @@ func memoryChaos(t *testing.T, fresh bool) {
 		}
 		time.Sleep(between(rng, sched.downMin, sched.downMax))
 		if fresh && !early {
-			node = newMemoryNode(t)
+			node = newMemoryNode(t, disableDetach)
 			mu.Lock()
 			nodes = append(nodes, node)
 			mu.Unlock()
@@ -535,6 +577,11 @@ func memoryChaos(t *testing.T, fresh bool) {
 		}
 		srv = startHTTP(t, addr, node.hub)
 	}
+	// One kill more once every subscriber is served: each must come back.
+	waitFor(t, 30*time.Second, func() bool { return node.hub.Stats().Subscribers == sched.subscribers }, "every subscriber to be served")
+	before := run.connects()
+	srv.kill()
+	srv = startHTTP(t, addr, node.hub)
 	time.Sleep(sched.upMin)
 	stop()
 	publisher.Wait()
@@ -547,6 +594,11 @@ func memoryChaos(t *testing.T, fresh bool) {
 		epochs[i] = n.epoch
 	}
 	run.finish(epochs, fresh)
+	for i, n := range run.connects() {
+		if n <= before[i] {
+			t.Errorf("subscriber %d did not reconnect after the last kill: the kill left its stream open", i)
+		}
+	}
 }
 
 // chaosRedisServer is the child role of TestRestartChaosRedis: a Hub on
@@ -558,7 +610,7 @@ func chaosRedisServer() {
 	}()
 	rc := redis.NewClient(&redis.Options{Network: "unix", Addr: os.Getenv("SSE_CHAOS_REDIS"), PoolSize: 16})
 	b := &sseredis.Broker{Client: rc, Block: time.Second, Logger: quiet}
-	hub := &sse.Hub{Broker: b, Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet}
+	hub := &sse.Hub{Broker: b, DisableDetach: os.Getenv("SSE_CHAOS_DISABLE_DETACH") == "1", Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet}
 	ln, err := listen(os.Getenv("SSE_CHAOS_ADDR"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos server:", err)
@@ -576,8 +628,8 @@ type redisNode struct {
 	exited chan struct{}
 }
 
-func startRedisNode(t *testing.T, addr, sock string) *redisNode {
-	cmd := child(chaosRole, "SSE_CHAOS_ADDR="+addr, "SSE_CHAOS_REDIS="+sock)
+func startRedisNode(t *testing.T, addr, sock string, disableDetach bool) *redisNode {
+	cmd := child(chaosRole, "SSE_CHAOS_ADDR="+addr, "SSE_CHAOS_REDIS="+sock, "SSE_CHAOS_DISABLE_DETACH="+map[bool]string{false: "0", true: "1"}[disableDetach])
 	dieWithParent(cmd)
 	if _, err := cmd.StdinPipe(); err != nil { // closed when this process dies
 		t.Fatal(err)
@@ -630,11 +682,16 @@ func (n *redisNode) kill() {
 // Redis keeps the history, so no subscriber may see a reset.
 func TestRestartChaosRedis(t *testing.T) {
 	t.Parallel()
+	t.Run("detached", func(t *testing.T) { t.Parallel(); redisChaos(t, false) })
+	t.Run("DisableDetach", func(t *testing.T) { t.Parallel(); redisChaos(t, true) })
+}
+
+func redisChaos(t *testing.T, disableDetach bool) {
 	rng, seed := chaosSeed(t)
 	sched := defaultSchedule()
 	rs := redistest.Start(t, true)
 	addr := freeAddr(t)
-	run := &chaosRun{t: t, name: "redis", seed: seed, kills: sched.kills}
+	run := &chaosRun{t: t, name: map[bool]string{false: "redis", true: "redis-disable-detach"}[disableDetach], seed: seed, kills: sched.kills}
 
 	pub := &sseredis.Broker{Client: rs.Client(t), MaxLen: 1 << 20, Logger: quiet}
 	defer pub.Close()
@@ -652,7 +709,7 @@ func TestRestartChaosRedis(t *testing.T) {
 	}
 
 	var mu sync.Mutex // guards node, which Cleanup kills
-	node := startRedisNode(t, addr, rs.Socket)
+	node := startRedisNode(t, addr, rs.Socket, disableDetach)
 	t.Cleanup(func() {
 		mu.Lock()
 		defer mu.Unlock()
@@ -686,7 +743,7 @@ func TestRestartChaosRedis(t *testing.T) {
 		node.kill()
 		mu.Unlock()
 		time.Sleep(between(rng, sched.downMin, sched.downMax))
-		n := startRedisNode(t, addr, rs.Socket)
+		n := startRedisNode(t, addr, rs.Socket, disableDetach)
 		mu.Lock()
 		node = n
 		mu.Unlock()
