@@ -85,6 +85,10 @@ const maxBatch = 128
 // and an application whose clients cannot should publish no empty events
 // of its own, so that an empty event is always a position.
 //
+// On HTTP/1.1 a stream leaves net/http once its headers are out, and costs
+// no goroutine while it is idle (see DisableDetach, which also says what
+// http.Server.Shutdown and middlewares no longer see of it).
+//
 // The zero value is ready to use, with a [MemoryBroker]. Set the fields
 // before first use. All methods are safe for concurrent use.
 type Hub struct {
@@ -184,7 +188,9 @@ type Hub struct {
 	// Hub.Shutdown (or Close) as well, for instance from
 	// Server.RegisterOnShutdown. A middleware sees the handler return once
 	// the headers and first bytes are out: one that counts bytes or logs a
-	// response's duration sees only those. On a TCP connection the Hub sets
+	// response's duration sees only those. So does a handler around
+	// ServeHTTP or Serve: one that needs to know when a stream ends, to
+	// track who is connected for instance, sets DisableDetach. On a TCP connection the Hub sets
 	// TCP_USER_TIMEOUT (Linux) to the write timeout, so that a client gone
 	// without closing its connection is noticed once a heartbeat stays
 	// unacknowledged that long.
