@@ -56,6 +56,9 @@ func scaleChild() {
 	if err != nil || addr == "" || (proto != "h1" && proto != "h2") {
 		fail("bad arguments %q %q %q", addr, proto, os.Getenv(scaleEnvStreams))
 	}
+	if err := raiseNofile(); err != nil {
+		fail("raising RLIMIT_NOFILE: %v", err)
+	}
 	// Whatever the test does, the child does not outlive it by much.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
