@@ -113,24 +113,15 @@ func runFanout(t *testing.T, cfg fanoutRun) *fanoutResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// by the server: net/http closes an attached stream's connection, and
-	// tells ConnState; a detached stream's is the Hub's, which closes it
-	// before it drops the subscriber.
-	var frozenClosed, frozenHijacked, hijacked atomic.Int64
-	srv := &http.Server{Handler: hub, ConnState: func(c net.Conn, s http.ConnState) {
-		isFrozen := c.LocalAddr().String() == lnFrozen.Addr().String()
-		switch {
-		case s == http.StateClosed && isFrozen:
-			frozenClosed.Add(1)
-		case s == http.StateHijacked:
+	var frozenClosed atomic.Int64 // by the server
+	var hijacked atomic.Int64     // detached streams
+	srv := &http.Server{Handler: hub, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateHijacked {
 			hijacked.Add(1)
-			if isFrozen {
-				frozenHijacked.Add(1)
-			}
 		}
 	}}
 	var served sync.WaitGroup
-	for _, l := range []net.Listener{ln, smallSendBuffer{lnFrozen, 8 << 10}} {
+	for _, l := range []net.Listener{ln, smallSendBuffer{lnFrozen, 8 << 10, &frozenClosed}} {
 		served.Go(func() { srv.Serve(l) })
 	}
 	defer func() {
@@ -304,13 +295,7 @@ func runFanout(t *testing.T, cfg fanoutRun) *fanoutResult {
 
 	// Evicted, their connections are closed by the server: the write in
 	// progress is cut short, or the end of the response times out.
-	waitFor(t, 30*time.Second, func() bool {
-		closed := frozenClosed.Load()
-		if hub.Stats().Subscribers == 0 { // the healthy ones left already
-			closed += frozenHijacked.Load()
-		}
-		return closed == int64(cfg.frozen)
-	}, "the server to close the frozen connections")
+	waitFor(t, 30*time.Second, func() bool { return frozenClosed.Load() == int64(cfg.frozen) }, "the server to close the frozen connections")
 	if want := int64(cfg.healthy + cfg.frozen); cfg.disableDetach && hijacked.Load() != 0 || !cfg.disableDetach && hijacked.Load() != want {
 		t.Errorf("%d connections hijacked; want %d (DisableDetach %v)", hijacked.Load(), want, cfg.disableDetach)
 	}
