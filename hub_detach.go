@@ -27,6 +27,7 @@ type detached struct {
 	raw          net.Conn      // nc, or the connection under TLS: closed without a close_notify that could block
 	client       string        // whose stream it counts, for Hub.release
 	writeTimeout time.Duration // negative: none
+	beating      bool          // it has heartbeats
 	beats        *wheel        // nil without heartbeats
 	slot         int           // in beats, guarded by its mu
 	pollID       uint64        // registration in the poller, guarded by its mu; 0 when none
@@ -68,6 +69,12 @@ func (c *Conn) hijack() (net.Conn, error) {
 	if !c.IsOpen() {
 		return nil, c.closedErr()
 	}
+	// A middleware that encodes the body (AllowCompression) and can
+	// hijack would hand over a connection on which the Hub's plain chunks
+	// would follow its compressed bytes.
+	if enc := c.w.Header().Get("Content-Encoding"); enc != "" && enc != "identity" {
+		return nil, http.ErrNotSupported
+	}
 	// net/http's Hijack flushes what its chunk writer holds, and the Conn
 	// flushed its own buffer after its last write: nothing is lost or
 	// written twice. The bufio.ReadWriter it returns is dropped: its
@@ -101,7 +108,7 @@ func (h *Hub) detach(s *subscriber, client string) bool {
 	if err != nil {
 		return false
 	}
-	d := &detached{h: h, s: s, nc: nc, raw: nc, client: client, writeTimeout: c.writeTimeout}
+	d := &detached{h: h, s: s, nc: nc, raw: nc, client: client, writeTimeout: c.writeTimeout, beating: c.beatEvery > 0}
 	if t, ok := nc.(*tls.Conn); ok {
 		d.raw = t.NetConn()
 	}

@@ -41,10 +41,16 @@ func watch(d *detached) {
 	}
 	raw, err := sc.SyscallConn()
 	if err == nil {
-		if _, tcp := nc.(*net.TCPConn); tcp && d.writeTimeout > 0 {
+		if tc, tcp := nc.(*net.TCPConn); tcp && d.writeTimeout > 0 && d.beating {
 			// A client gone without a FIN leaves a heartbeat unacknowledged:
 			// the system then fails the socket after about the write
-			// timeout, and the poller sees it.
+			// timeout, and the poller sees it. The heartbeats probe the
+			// client, so TCP keepalives go: under a user timeout shorter
+			// than their interval, one keepalive whose answer the client's
+			// system skipped (it rate-limits answers to out-of-window
+			// segments) ends a healthy idle connection with ETIMEDOUT.
+			// Without heartbeats the keepalives stay, and no user timeout.
+			tc.SetKeepAlive(false)
 			raw.Control(func(fd uintptr) {
 				syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout, int(d.writeTimeout.Milliseconds()))
 			})

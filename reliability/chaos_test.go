@@ -300,6 +300,15 @@ func (c *chaosRun) subscribe(n int, url, after string) {
 	}
 }
 
+// connects returns how many times each subscriber has connected.
+func (c *chaosRun) connects() []int64 {
+	n := make([]int64, len(c.subs))
+	for i, s := range c.subs {
+		n[i] = s.connects.Load()
+	}
+	return n
+}
+
 // stop stops the subscribers.
 func (c *chaosRun) stop() {
 	c.cancel()
@@ -391,6 +400,10 @@ func listen(addr string) (net.Listener, error) {
 type httpServer struct {
 	srv    *http.Server
 	served chan struct{}
+
+	mu       sync.Mutex
+	hijacked []net.Conn // the detached streams': http.Server.Close leaves them be
+	killed   bool
 }
 
 func startHTTP(t *testing.T, addr string, h http.Handler) *httpServer {
@@ -398,7 +411,19 @@ func startHTTP(t *testing.T, addr string, h http.Handler) *httpServer {
 	if err != nil {
 		t.Fatalf("listening on %s again: %v", addr, err)
 	}
-	s := &httpServer{srv: &http.Server{Handler: h}, served: make(chan struct{})}
+	s := &httpServer{served: make(chan struct{})}
+	s.srv = &http.Server{Handler: h, ConnState: func(c net.Conn, st http.ConnState) {
+		if st != http.StateHijacked {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.killed {
+			c.Close()
+			return
+		}
+		s.hijacked = append(s.hijacked, c)
+	}}
 	go func() {
 		defer close(s.served)
 		s.srv.Serve(ln)
@@ -406,9 +431,17 @@ func startHTTP(t *testing.T, addr string, h http.Handler) *httpServer {
 	return s
 }
 
-// kill drops the listener and every connection at once.
+// kill drops the listener and every connection at once, as the death of
+// the process would: the detached streams' too.
 func (s *httpServer) kill() {
 	s.srv.Close()
+	s.mu.Lock()
+	s.killed = true
+	for _, c := range s.hijacked {
+		c.Close()
+	}
+	s.hijacked = nil
+	s.mu.Unlock()
 	<-s.served
 }
 
@@ -422,7 +455,7 @@ type memoryNode struct {
 // newMemoryNode makes a Hub on a MemoryBroker that keeps every event of
 // the test, and learns the broker's epoch from the empty position of a
 // topic without events ("<epoch>-0", as MemoryBroker documents its ids).
-func newMemoryNode(t *testing.T) *memoryNode {
+func newMemoryNode(t *testing.T, disableDetach bool) *memoryNode {
 	b := &sse.MemoryBroker{History: 1 << 20, HistoryAge: -1}
 	ctx, stop := context.WithCancel(context.Background())
 	pos, err := b.Subscribe(ctx, "chaos-probe", func(sse.Entry) {})
@@ -432,7 +465,7 @@ func newMemoryNode(t *testing.T) *memoryNode {
 		t.Fatalf("probing the MemoryBroker's epoch: position %q, %v", pos, err)
 	}
 	return &memoryNode{
-		hub:    &sse.Hub{Broker: b, Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet},
+		hub:    &sse.Hub{Broker: b, DisableDetach: disableDetach, Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet},
 		broker: b,
 		epoch:  &epoch{name: name},
 	}
@@ -445,8 +478,14 @@ func (n *memoryNode) close() {
 
 func TestRestartChaosMemory(t *testing.T) {
 	t.Parallel()
-	t.Run("history kept", func(t *testing.T) { t.Parallel(); memoryChaos(t, false) })
-	t.Run("history lost", func(t *testing.T) { t.Parallel(); memoryChaos(t, true) })
+	for _, disable := range []bool{false, true} {
+		path := "detached"
+		if disable {
+			path = "DisableDetach"
+		}
+		t.Run("history kept, "+path, func(t *testing.T) { t.Parallel(); memoryChaos(t, false, disable) })
+		t.Run("history lost, "+path, func(t *testing.T) { t.Parallel(); memoryChaos(t, true, disable) })
+	}
 }
 
 // memoryChaos runs an in-process server that is killed and restarted.
@@ -454,7 +493,7 @@ func TestRestartChaosMemory(t *testing.T) {
 // restarted process would: history is gone, and subscribers must be told
 // so by exactly one reset event. Without, the same Hub serves every life
 // of the server and its history covers every outage.
-func memoryChaos(t *testing.T, fresh bool) {
+func memoryChaos(t *testing.T, fresh, disableDetach bool) {
 	rng, seed := chaosSeed(t)
 	sched := defaultSchedule()
 	addr := freeAddr(t)
@@ -462,10 +501,13 @@ func memoryChaos(t *testing.T, fresh bool) {
 	if fresh {
 		name = "memory-history-lost"
 	}
+	if disableDetach {
+		name += "-disable-detach"
+	}
 	run := &chaosRun{t: t, name: name, seed: seed, kills: sched.kills}
 
 	var mu sync.Mutex // guards nodes, and the events of the node the publisher is on
-	first := newMemoryNode(t)
+	first := newMemoryNode(t, disableDetach)
 	nodes := []*memoryNode{first}
 	var cur atomic.Pointer[memoryNode] // where the publisher publishes; nil while none runs
 	cur.Store(first)
@@ -525,7 +567,7 @@ func memoryChaos(t *testing.T, fresh bool) {
 			cur.Store(nil)
 			node.close()
 			if early {
-				node = newMemoryNode(t)
+				node = newMemoryNode(t, disableDetach)
 				mu.Lock()
 				nodes = append(nodes, node)
 				mu.Unlock()
@@ -534,7 +576,7 @@ func memoryChaos(t *testing.T, fresh bool) {
 		}
 		time.Sleep(between(rng, sched.downMin, sched.downMax))
 		if fresh && !early {
-			node = newMemoryNode(t)
+			node = newMemoryNode(t, disableDetach)
 			mu.Lock()
 			nodes = append(nodes, node)
 			mu.Unlock()
@@ -542,6 +584,11 @@ func memoryChaos(t *testing.T, fresh bool) {
 		}
 		srv = startHTTP(t, addr, node.hub)
 	}
+	// One kill more once every subscriber is served: each must come back.
+	waitFor(t, 30*time.Second, func() bool { return node.hub.Stats().Subscribers == sched.subscribers }, "every subscriber to be served")
+	before := run.connects()
+	srv.kill()
+	srv = startHTTP(t, addr, node.hub)
 	time.Sleep(sched.upMin)
 	stop()
 	publisher.Wait()
@@ -554,6 +601,11 @@ func memoryChaos(t *testing.T, fresh bool) {
 		epochs[i] = n.epoch
 	}
 	run.finish(epochs, fresh)
+	for i, n := range run.connects() {
+		if n <= before[i] {
+			t.Errorf("subscriber %d did not reconnect after the last kill: the kill left its stream open", i)
+		}
+	}
 }
 
 // chaosServe is the body of a child server role: a Hub on the Broker that
@@ -572,7 +624,7 @@ func chaosServe(newBroker func() (sse.Broker, error)) {
 	if err != nil {
 		fail(err)
 	}
-	hub := &sse.Hub{Broker: b, Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet}
+	hub := &sse.Hub{Broker: b, DisableDetach: os.Getenv("SSE_CHAOS_DISABLE_DETACH") == "1", Upgrader: sse.Upgrader{RetryTime: chaosRetry}, Logger: quiet}
 	ln, err := listen(os.Getenv("SSE_CHAOS_ADDR"))
 	if err != nil {
 		fail(err)
@@ -710,15 +762,32 @@ func TestRestartChaosPostgres(t *testing.T) {
 // role, on the same history, is killed with SIGKILL and restarted; the
 // subscribers follow it through every restart and must end with every
 // event exactly once, in order, and no reset.
+//
+// It runs twice, in parallel: on detached streams, the Hub's default, and
+// with DisableDetach.
 func processChaos(t *testing.T, name string, pub sse.Broker, role string, env ...string) {
+	for _, disable := range []bool{false, true} {
+		sub, variant := "detached", name
+		if disable {
+			sub, variant = "DisableDetach", name+"-disable-detach"
+		}
+		t.Run(sub, func(t *testing.T) {
+			t.Parallel()
+			processChaosRun(t, variant, pub, role, append([]string{"SSE_CHAOS_DISABLE_DETACH=" + map[bool]string{false: "0", true: "1"}[disable]}, env...)...)
+		})
+	}
+}
+
+func processChaosRun(t *testing.T, name string, pub sse.Broker, role string, env ...string) {
 	rng, seed := chaosSeed(t)
 	sched := defaultSchedule()
 	addr := freeAddr(t)
 	run := &chaosRun{t: t, name: name, seed: seed, kills: sched.kills}
+	topic := chaosTopic + "-" + name // the variants share pub's history
 
 	ep := &epoch{}
 	publish := func(ctx context.Context, i int) error {
-		id, err := pub.Publish(ctx, chaosTopic, sse.Message{Data: []byte(strconv.Itoa(i))})
+		id, err := pub.Publish(ctx, topic, sse.Message{Data: []byte(strconv.Itoa(i))})
 		if err != nil {
 			return fmt.Errorf("publish %d: %w", i, err)
 		}
@@ -736,7 +805,7 @@ func processChaos(t *testing.T, name string, pub sse.Broker, role string, env ..
 		defer mu.Unlock()
 		node.kill()
 	})
-	run.subscribe(sched.subscribers, "http://"+addr+"/?topic="+chaosTopic, ep.events[0].id)
+	run.subscribe(sched.subscribers, "http://"+addr+"/?topic="+topic, ep.events[0].id)
 
 	ctx, stop := context.WithCancel(context.Background())
 	var publisher sync.WaitGroup

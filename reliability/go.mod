@@ -29,7 +29,7 @@ require (
 	github.com/b2ce5911/sse/redis v0.0.0
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.48.0
 )
 
 replace github.com/b2ce5911/sse/postgres => ../postgres

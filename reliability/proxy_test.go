@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/NYTimes/gziphandler"
 	"github.com/b2ce5911/sse"
@@ -236,5 +238,137 @@ func TestCompressedClientOneByOne(t *testing.T) {
 	}
 	if !decompressed.Load() {
 		t.Error("the stream did not come gzip-compressed")
+	}
+}
+
+// plainWriter hides every optional interface of the ResponseWriter but
+// Flush: a middleware of the kind that can neither hijack nor Unwrap.
+type plainWriter struct{ w http.ResponseWriter }
+
+func (p plainWriter) Header() http.Header         { return p.w.Header() }
+func (p plainWriter) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p plainWriter) WriteHeader(code int)        { p.w.WriteHeader(code) }
+func (p plainWriter) Flush()                      { p.w.(http.Flusher).Flush() }
+
+// TestHubBehindMiddleware serves a Hub through middlewares and proxies,
+// detached (the default) and with DisableDetach: two streams get every
+// event once and in order, one client leaves and the Hub notices, and
+// Close ends the other cleanly (the last chunk reaches the client, through
+// the proxy too). Which connections the Hub hijacked is checked, so that
+// each case runs on the path it names.
+func TestHubBehindMiddleware(t *testing.T) {
+	t.Parallel()
+	gzhttpDefaults := func(h http.Handler) http.Handler { return gzhttp.GzipHandler(h) }
+	plain := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(plainWriter{w}, r) })
+	}
+	none := func(h http.Handler) http.Handler { return h }
+	tests := []struct {
+		name     string
+		wrap     func(http.Handler) http.Handler
+		allow    bool // Upgrader.AllowCompression
+		disable  bool // Hub.DisableDetach
+		proxied  bool // an httputil.ReverseProxy stands in front
+		encoding string
+		detached bool // the Hub hijacks the connections
+	}{
+		{"bare", none, false, false, false, "identity", true},
+		{"bare, DisableDetach", none, false, true, false, "identity", false},
+		{"behind a ReverseProxy", none, false, false, true, "identity", true},
+		{"behind a ReverseProxy, DisableDetach", none, false, true, true, "identity", false},
+		{"gzhttp defaults", gzhttpDefaults, false, false, false, "identity", true},
+		{"gziphandler defaults", gziphandler.GzipHandler, false, false, false, "identity", true},
+		// A compressing middleware can hijack, but the Hub's plain chunks
+		// must not follow its compressed bytes: the stream stays attached.
+		{"gzhttp defaults, AllowCompression", gzhttpDefaults, true, false, false, "gzip", false},
+		{"gzhttp defaults, AllowCompression, behind a ReverseProxy", gzhttpDefaults, true, false, true, "gzip", false},
+		{"a wrapper without Hijack or Unwrap", plain, false, false, false, "identity", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			hub := &sse.Hub{Logger: quietLogger, DisableDetach: tt.disable, Upgrader: sse.Upgrader{Heartbeat: -1, AllowCompression: tt.allow}}
+			var hijacked atomic.Int64
+			ts := httptest.NewUnstartedServer(tt.wrap(hub))
+			ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateHijacked {
+					hijacked.Add(1)
+				}
+			}
+			ts.Start()
+			t.Cleanup(ts.Close)
+			t.Cleanup(func() { hub.Close() }) // before ts.Close, which does not end detached streams
+			front := ts
+			if tt.proxied {
+				target, _ := url.Parse(ts.URL)
+				proxy := httputil.NewSingleHostReverseProxy(target)
+				proxy.Transport = ts.Client().Transport
+				front = httptest.NewServer(proxy)
+				t.Cleanup(front.Close)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			type stream struct {
+				cancel context.CancelFunc
+				body   io.ReadCloser
+				d      *sse.Decoder
+			}
+			open := func() *stream {
+				sctx, scancel := context.WithCancel(ctx)
+				req, _ := http.NewRequestWithContext(sctx, http.MethodGet, front.URL+"/?topic=t", nil)
+				req.Header.Set("Accept-Encoding", "gzip") // by hand: the Transport leaves the body as it came
+				resp, err := front.Client().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { resp.Body.Close() })
+				if got := resp.Header.Get("Content-Encoding"); got != tt.encoding {
+					t.Errorf("Content-Encoding %q, want %q", got, tt.encoding)
+				}
+				var body io.Reader = resp.Body
+				if tt.encoding == "gzip" {
+					zr, err := gzip.NewReader(resp.Body)
+					if err != nil {
+						t.Fatal(err)
+					}
+					body = zr
+				}
+				return &stream{scancel, resp.Body, sse.NewDecoder(body)}
+			}
+			a, b := open(), open()
+			waitFor(t, 30*time.Second, func() bool { return hub.Stats().Subscribers == 2 }, "both streams to be served")
+			const events = 20
+			for i := range events {
+				if _, err := hub.Publish(ctx, "t", sse.Message{Data: fmt.Appendf(nil, "event %d", i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, s := range []*stream{a, b} {
+				for i := range events {
+					e, err := s.d.Decode()
+					if err != nil {
+						t.Fatalf("event %d: %v", i, err)
+					}
+					if got, want := string(e.Bytes()), fmt.Sprint("event ", i); got != want {
+						t.Fatalf("got %q, want %q", got, want)
+					}
+				}
+			}
+			if got, want := hijacked.Load() > 0, tt.detached; got != want {
+				t.Errorf("%d connections hijacked: detached=%v, want %v", hijacked.Load(), got, want)
+			}
+			// a leaves: the Hub must notice, through the proxy too.
+			a.cancel()
+			a.body.Close()
+			waitFor(t, 30*time.Second, func() bool { return hub.Stats().Subscribers == 1 }, "the Hub to notice the client that left")
+			// Close ends b with the end of its response, not a cut.
+			if err := hub.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if e, err := b.d.Decode(); err != io.EOF {
+				t.Errorf("after Close: %v %v, want io.EOF (the response's clean end)", e, err)
+			}
+			waitFor(t, 30*time.Second, func() bool { return hub.Stats().Subscribers == 0 }, "every stream to end")
+		})
 	}
 }

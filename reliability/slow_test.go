@@ -22,6 +22,7 @@ type fanoutRun struct {
 	interval        time.Duration // between two events
 	size            int           // bytes of an event's data
 	seqA            int64         // without frozen ones: when to measure the heap
+	disableDetach   bool          // Hub.DisableDetach: the streams stay on their handlers
 }
 
 // fanoutResult is what a run measured.
@@ -39,12 +40,20 @@ type fanoutResult struct {
 // subscribers' latency is compared with a run without frozen ones and
 // reported.
 func TestFrozenClients(t *testing.T) {
+	t.Run("detached", func(t *testing.T) { frozenClients(t, false) })
+	// On the handler path the frozen ones are evicted and resume alike;
+	// the latency comparison runs once, on the default path.
+	t.Run("DisableDetach", func(t *testing.T) { frozenClients(t, true) })
+}
+
+func frozenClients(t *testing.T, disableDetach bool) {
 	n, frozen := pick(50, 1000), pick(5, 10)
 	cfg := fanoutRun{
-		healthy:  n - frozen,
-		events:   int64(pick(800, 2000)),
-		interval: pick(10*time.Millisecond, 20*time.Millisecond), // a healthy subscriber may lag by History intervals: 2.5 s, on a loaded machine
-		size:     4096,
+		healthy:       n - frozen,
+		events:        int64(pick(800, 2000)),
+		interval:      pick(10*time.Millisecond, 20*time.Millisecond), // a healthy subscriber may lag by History intervals: 2.5 s, on a loaded machine
+		size:          4096,
+		disableDetach: disableDetach,
 	}
 	// The run with frozen subscribers goes first: it finds the event by
 	// which they are evicted, where the run without them then measures
@@ -54,6 +63,11 @@ func TestFrozenClients(t *testing.T) {
 	// page faults), which would count against the frozen subscribers.
 	cfg.frozen = frozen
 	first := runFanout(t, cfg)
+	if disableDetach {
+		t.Logf("frozen, DisableDetach: subscribers=%d frozen=%d events=%d: all evicted by event %d, live heap then %s, at event %d %s",
+			n, frozen, cfg.events, first.seqA, mib(first.heapA), cfg.events, mib(first.heapB))
+		return
+	}
 	cfg.frozen, cfg.seqA = 0, first.seqA
 	base := runFanout(t, cfg)
 	cfg.frozen = frozen
@@ -83,7 +97,7 @@ func runFanout(t *testing.T, cfg fanoutRun) *fanoutResult {
 	// and the frozen subscribers can still replay all they missed.
 	history := int(cfg.events) + 100
 	broker := &sse.MemoryBroker{History: history, HistoryAge: -1}
-	hub := &sse.Hub{Broker: broker, Logger: quietLogger, Upgrader: sse.Upgrader{Heartbeat: -1}}
+	hub := &sse.Hub{Broker: broker, Logger: quietLogger, DisableDetach: cfg.disableDetach, Upgrader: sse.Upgrader{Heartbeat: -1}}
 	for range history {
 		if _, err := hub.Publish(ctx, "t", sse.Message{Data: eventData(0, time.Now(), cfg.size)}); err != nil {
 			t.Fatal(err)
@@ -100,7 +114,12 @@ func runFanout(t *testing.T, cfg fanoutRun) *fanoutResult {
 		t.Fatal(err)
 	}
 	var frozenClosed atomic.Int64 // by the server
-	srv := &http.Server{Handler: hub}
+	var hijacked atomic.Int64     // detached streams
+	srv := &http.Server{Handler: hub, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateHijacked {
+			hijacked.Add(1)
+		}
+	}}
 	var served sync.WaitGroup
 	for _, l := range []net.Listener{ln, smallSendBuffer{lnFrozen, 8 << 10, &frozenClosed}} {
 		served.Go(func() { srv.Serve(l) })
@@ -277,6 +296,9 @@ func runFanout(t *testing.T, cfg fanoutRun) *fanoutResult {
 	// Evicted, their connections are closed by the server: the write in
 	// progress is cut short, or the end of the response times out.
 	waitFor(t, 30*time.Second, func() bool { return frozenClosed.Load() == int64(cfg.frozen) }, "the server to close the frozen connections")
+	if want := int64(cfg.healthy + cfg.frozen); cfg.disableDetach && hijacked.Load() != 0 || !cfg.disableDetach && hijacked.Load() != want {
+		t.Errorf("%d connections hijacked; want %d (DisableDetach %v)", hijacked.Load(), want, cfg.disableDetach)
+	}
 
 	// The frozen ones read again: each drains what it had, sees its stream
 	// end, and resumes with Last-Event-ID by replay.
