@@ -398,14 +398,20 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return // admit has answered
 	}
+	// Deferred, so that a panic in the application's code on this path
+	// (CheckRequest, a Broker) gives the reservation back too; a detached
+	// stream gives it back when it ends.
+	detached := false
+	defer func() {
+		if !detached {
+			h.release(client)
+		}
+	}()
 	c, err := h.Upgrader.Upgrade(w, r)
 	if err != nil {
-		h.release(client)
 		return // Upgrade has answered
 	}
-	if detached, _ := h.serve(c, topics, client); !detached {
-		h.release(client)
-	}
+	detached, _ = h.serve(c, topics, client)
 }
 
 // Serve subscribes c to topics and writes their events to it until the
@@ -431,10 +437,13 @@ func (h *Hub) Serve(c *Conn, topics ...string) error {
 		c.Close()
 		return err
 	}
+	detached := false
+	defer func() { // as in ServeHTTP
+		if !detached {
+			h.release("")
+		}
+	}()
 	detached, err := h.serve(c, topics, "")
-	if !detached {
-		h.release("")
-	}
 	return err
 }
 

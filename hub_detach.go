@@ -186,7 +186,7 @@ func (d *detached) send() (ended bool) {
 	wrote := false
 	if s.backlog != nil {
 		if d.writeEvents(s.backlog) != nil {
-			return true
+			return d.failed()
 		}
 		s.backlog, wrote = nil, true
 	}
@@ -202,7 +202,7 @@ func (d *detached) send() (ended bool) {
 			s.batch = pms[:0]
 		}
 		if err != nil {
-			return true
+			return d.failed()
 		}
 		wrote = true
 	}
@@ -217,10 +217,20 @@ func (d *detached) send() (ended bool) {
 		ch.parts[0] = nil
 		chunkPool.Put(ch)
 		if err != nil {
-			return true
+			return d.failed()
 		}
 	}
 	return false
+}
+
+// failed ends the stream after a write that did not happen: one that a
+// cut (Close, an eviction) refused between two chunks still gets the last
+// chunk, as a cut of an idle stream does; a torn one stopped the stream.
+func (d *detached) failed() bool {
+	if d.ending.Load() {
+		d.writeLast(endWait)
+	}
+	return true
 }
 
 // endWait bounds the last chunk's write when Close or an eviction ends a
@@ -241,7 +251,15 @@ func (d *detached) writeLast(wait time.Duration) bool {
 	if d.stopped.Load() {
 		return false
 	}
+	if isClosed(d.h.done) {
+		wait = min(wait, endWait) // Close came after Shutdown began
+	}
 	d.nc.SetWriteDeadline(time.Now().Add(wait))
+	if d.ending.Load() {
+		// A cut whose past deadline the line above may have overridden:
+		// Close does not wait a write timeout for a frozen client.
+		d.nc.SetWriteDeadline(time.Now().Add(min(wait, endWait)))
+	}
 	if _, err := d.nc.Write(lastChunk); err != nil {
 		d.stopped.Store(true)
 		return false

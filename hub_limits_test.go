@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -325,5 +327,40 @@ func TestHubBehindCORSMiddleware(t *testing.T) {
 	publish(t, h, "t", "cross-origin")
 	if e, err := d.Decode(); err != nil || string(e.Bytes()) != "cross-origin" {
 		t.Fatalf("event: %v %v", e, err)
+	}
+}
+
+// TestHubPanicGivesReservationBack: a panic in the application's code on
+// ServeHTTP's path (here CheckRequest) is recovered by net/http; the
+// stream's MaxPerClient reservation must still be given back, or the
+// client is locked out for good.
+func TestHubPanicGivesReservationBack(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	h := &sse.Hub{MaxPerClient: 1, Logger: quiet}
+	h.Upgrader.CheckRequest = func(w http.ResponseWriter, r *http.Request) error {
+		if calls.Add(1) == 1 {
+			panic("application bug")
+		}
+		return nil
+	}
+	t.Cleanup(func() { h.Close() })
+	ts := httptest.NewUnstartedServer(h)
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	if resp, err := ts.Client().Get(ts.URL + "?topic=t"); err == nil {
+		resp.Body.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"?topic=t", nil)
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the client's next stream: %s; the one that panicked still counts", resp.Status)
 	}
 }
