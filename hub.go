@@ -181,7 +181,8 @@ type Hub struct {
 	// poller notices clients that leave, one timer per heartbeat interval
 	// sends the heartbeats. An idle stream costs about 2 KB instead of 25.
 	// Streams that cannot be hijacked (HTTP/2, a ResponseWriter wrapper
-	// without Hijack or Unwrap) keep the handler's goroutine either way.
+	// without Hijack or Unwrap), compressed ones and those that are not
+	// chunked (HTTP/1.0, HEAD) keep the handler's goroutine either way.
 	//
 	// A detached stream is no longer the http.Server's: Server.Shutdown
 	// does not wait for it and Server.Close does not close it, so call
@@ -190,10 +191,11 @@ type Hub struct {
 	// the headers and first bytes are out: one that counts bytes or logs a
 	// response's duration sees only those. So does a handler around
 	// ServeHTTP or Serve: one that needs to know when a stream ends, to
-	// track who is connected for instance, sets DisableDetach. On a TCP connection the Hub sets
-	// TCP_USER_TIMEOUT (Linux) to the write timeout, so that a client gone
-	// without closing its connection is noticed once a heartbeat stays
-	// unacknowledged that long.
+	// track who is connected for instance, sets DisableDetach. On a TCP
+	// connection of a stream with heartbeats the Hub sets TCP_USER_TIMEOUT
+	// (Linux) to the write timeout, and turns TCP keep-alive off, so that
+	// a client gone without closing its connection is noticed once a
+	// heartbeat stays unacknowledged that long.
 	DisableDetach bool
 
 	// Authorize, when not nil, decides in ServeHTTP which topics a request
