@@ -644,7 +644,7 @@ func TestHubConnectDisconnectCycles(t *testing.T) {
 // reads gets every event.
 func TestHubFrozenClientWriteTimeout(t *testing.T) {
 	t.Parallel()
-	h := &sse.Hub{History: 1 << 14, HistoryBytes: 1 << 30, Upgrader: sse.Upgrader{WriteTimeout: 100 * time.Millisecond}, Logger: quiet}
+	h := &sse.Hub{History: 1 << 14, HistoryBytes: 1 << 30, Upgrader: sse.Upgrader{WriteTimeout: 100 * time.Millisecond}, Logger: quiet, DisableDetach: true} // Serve returns the error: the handler path (TestHubDetachedFrozenClientCut is the other)
 	t.Cleanup(func() { h.Close() })
 	served := make(chan error, 4)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -38,7 +38,8 @@ type Conn struct {
 	reqDone      <-chan struct{} // the request's context
 	epoch        time.Time       // the clock readings below are durations since epoch
 
-	heartbeat *time.Timer // runs beat; nil without heartbeats
+	heartbeat *time.Timer   // runs beat; nil without heartbeats
+	beatEvery time.Duration // its interval, for a Hub that detaches the stream
 
 	closed   atomic.Bool
 	watching atomic.Bool           // the request's end closes the Conn through context.AfterFunc

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Errors returned by [Hub.Serve].
@@ -168,6 +169,27 @@ type Hub struct {
 	// value no limit.
 	MaxDataSize int
 
+	// DisableDetach keeps every stream on its handler's goroutine. By
+	// default a stream on HTTP/1.1 leaves net/http once its headers are
+	// out (http.ResponseController.Hijack): the Hub then holds its
+	// connection and none of net/http's buffers, and no goroutine while it
+	// is idle; a writer runs only while there is something to send, one
+	// poller notices clients that leave, one timer per heartbeat interval
+	// sends the heartbeats. An idle stream costs about 2 KB instead of 25.
+	// Streams that cannot be hijacked (HTTP/2, a ResponseWriter wrapper
+	// without Hijack or Unwrap) keep the handler's goroutine either way.
+	//
+	// A detached stream is no longer the http.Server's: Server.Shutdown
+	// does not wait for it and Server.Close does not close it, so call
+	// Hub.Shutdown (or Close) as well, for instance from
+	// Server.RegisterOnShutdown. A middleware sees the handler return once
+	// the headers and first bytes are out: one that counts bytes or logs a
+	// response's duration sees only those. On a TCP connection the Hub sets
+	// TCP_USER_TIMEOUT (Linux) to the write timeout, so that a client gone
+	// without closing its connection is noticed once a heartbeat stays
+	// unacknowledged that long.
+	DisableDetach bool
+
 	// Authorize, when not nil, decides in ServeHTTP which topics a request
 	// may have, once they are within the bounds and before anything is
 	// written: it returns the topics to serve (those asked, or fewer, or
@@ -190,6 +212,7 @@ type Hub struct {
 	subs   map[*subscriber]struct{}
 	live   int // subscribers caught up
 	closed bool
+	wheels map[time.Duration]*wheel // the detached streams' heartbeats, by interval
 
 	seq                                       atomic.Uint64 // stamp of the newest event in a ring, written under mu
 	subscribed, published, delivered, evicted atomic.Int64
@@ -210,7 +233,8 @@ type subscriber struct {
 	gone    bool               // removed from the Hub
 	live    bool               // caught up: every later event reaches it; counted in Stats
 	evicted atomic.Bool
-	wake    chan struct{} // one token: something came after its cursors since the writer last took
+	wake    chan struct{}            // one token: something came after its cursors since the writer last took
+	det     atomic.Pointer[detached] // set once its stream is detached: its writer runs on demand
 }
 
 // position is where a topic stood; known is false until it is set.
@@ -219,8 +243,12 @@ type position struct {
 	known bool
 }
 
-// poke wakes s's writer.
+// poke wakes s's writer: it starts one for a detached stream.
 func (s *subscriber) poke() {
+	if d := s.det.Load(); d != nil {
+		d.kick()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default: // the writer has a token already, and will see what is new
@@ -324,6 +352,10 @@ func (h *Hub) evictLocked(s *subscriber) {
 	h.removeLocked(s)
 	h.evicted.Add(1)
 	h.logger().Warn("sse: subscriber evicted: the events it had still to send fell out of the hub's history", "topics", s.topics, "history", h.ringSize())
+	if d := s.det.Load(); d != nil {
+		d.cut() // its writer ends the stream
+		return
+	}
 	s.conn.fail(ErrConnectionClosed) // its writer, in Serve, waits for the rest of Close
 }
 
@@ -359,19 +391,25 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return // admit has answered
 	}
-	defer h.release(client)
 	c, err := h.Upgrader.Upgrade(w, r)
 	if err != nil {
+		h.release(client)
 		return // Upgrade has answered
 	}
-	h.serve(c, topics)
+	if detached, _ := h.serve(c, topics, client); !detached {
+		h.release(client)
+	}
 }
 
 // Serve subscribes c to topics and writes their events to it until the
 // client goes away (it returns nil), the subscriber is evicted
 // ([ErrEvicted]), the Hub closes ([ErrHubClosed]), or a write fails. It
 // runs on the caller's goroutine, typically the handler that upgraded c
-// after authenticating the request, and closes c before it returns. Events
+// after authenticating the request, and closes c before it returns.
+// A stream on HTTP/1.1 is detached, as in ServeHTTP, unless DisableDetach
+// is set: Serve then returns nil as soon as the subscriber has caught up,
+// the Hub writes to the stream from then on, and the handler must not use
+// c any more, only return. Events
 // after c.LastEventID() are replayed first; a subscriber without one gets
 // the Recent events, or is told the current position (an id without an
 // event), so that it can resume from there even before its first event.
@@ -386,8 +424,11 @@ func (h *Hub) Serve(c *Conn, topics ...string) error {
 		c.Close()
 		return err
 	}
-	defer h.release("")
-	return h.serve(c, topics)
+	detached, err := h.serve(c, topics, "")
+	if !detached {
+		h.release("")
+	}
+	return err
 }
 
 // serve is Serve for ServeHTTP too, which saves a frame: the goroutine of
@@ -398,17 +439,24 @@ func (h *Hub) Serve(c *Conn, topics ...string) error {
 // 8 KiB for the life of the connection, and an idle connection costs 4 KiB
 // more. So the work is in join and write, and the path from serve down to
 // Conn.sendBytes is kept to a few small frames.
-func (h *Hub) serve(c *Conn, topics []string) error {
+//
+// It reports whether the stream was detached (see hub_detach.go): it then
+// returns at once, and the stream's end releases client's share of the
+// bounds.
+func (h *Hub) serve(c *Conn, topics []string, client string) (detached bool, err error) {
 	s, err := h.join(c, topics)
 	if s == nil {
 		c.Close()
-		return err
+		return false, err
+	}
+	if err == nil && h.detach(s, client) {
+		return true, nil
 	}
 	defer h.leave(s)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return h.write(s)
+	return false, h.write(s)
 }
 
 // join registers a subscriber for c and catches it up; s is nil when it

@@ -58,7 +58,7 @@ func (h *Hub) Close() error {
 	}
 	h.mu.Unlock()
 	for _, s := range subs {
-		s.conn.fail(ErrConnectionClosed) // unblocks a writer stuck on a slow client
+		s.stop() // unblocks a writer stuck on a slow client
 	}
 	left := make(chan struct{})
 	go func() {

@@ -452,41 +452,55 @@ func TestHubShutdownTimesOutOnStuckClient(t *testing.T) {
 	}
 }
 
+// TestHubServeAfterOwnUpgrade: Serve after the handler's own checks. A
+// detached stream's Serve returns nil once the Hub holds the stream; on the
+// handler path it returns when the Hub closes.
 func TestHubServeAfterOwnUpgrade(t *testing.T) {
 	t.Parallel()
-	h := &sse.Hub{Logger: quiet}
-	t.Cleanup(func() { h.Close() })
-	served := make(chan error, 1)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer ok" {
-			http.Error(w, "who are you", http.StatusUnauthorized)
-			return
-		}
-		c, err := sse.Upgrade(w, r)
-		if err != nil {
-			return
-		}
-		served <- h.Serve(c, "user-42")
-	}))
-	t.Cleanup(ts.Close)
-	resp, _ := open(t, ts.Client(), ts.URL, nil)
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	_, d := open(t, ts.Client(), ts.URL, http.Header{"Authorization": {"Bearer ok"}})
-	for h.Stats().Subscribers == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	publish(t, h, "user-42", "private")
-	if got := next(t, d); got.data != "private" {
-		t.Fatalf("got %q", got)
-	}
-	h.Close()
-	if err := <-served; !errors.Is(err, sse.ErrHubClosed) {
-		t.Fatalf("Serve returned %v, want ErrHubClosed", err)
-	}
-	if _, err := d.Decode(); err != io.EOF {
-		t.Fatalf("stream after Close: %v", err)
+	for _, attached := range []bool{false, true} {
+		t.Run(fmt.Sprint("attached=", attached), func(t *testing.T) {
+			h := &sse.Hub{Logger: quiet, DisableDetach: attached}
+			t.Cleanup(func() { h.Close() })
+			served := make(chan error, 1)
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Authorization") != "Bearer ok" {
+					http.Error(w, "who are you", http.StatusUnauthorized)
+					return
+				}
+				c, err := sse.Upgrade(w, r)
+				if err != nil {
+					return
+				}
+				served <- h.Serve(c, "user-42")
+			}))
+			t.Cleanup(ts.Close)
+			resp, _ := open(t, ts.Client(), ts.URL, nil)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			_, d := open(t, ts.Client(), ts.URL, http.Header{"Authorization": {"Bearer ok"}})
+			for h.Stats().Subscribers == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			if !attached {
+				if err := <-served; err != nil {
+					t.Fatalf("Serve of a detached stream returned %v, want nil", err)
+				}
+			}
+			publish(t, h, "user-42", "private")
+			if got := next(t, d); got.data != "private" {
+				t.Fatalf("got %q", got)
+			}
+			h.Close()
+			if attached {
+				if err := <-served; !errors.Is(err, sse.ErrHubClosed) {
+					t.Fatalf("Serve returned %v, want ErrHubClosed", err)
+				}
+			}
+			if _, err := d.Decode(); err != io.EOF {
+				t.Fatalf("stream after Close: %v", err)
+			}
+		})
 	}
 }
 

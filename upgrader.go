@@ -159,6 +159,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	}
 	hb := cmp.Or(u.Heartbeat, DefaultHeartbeat)
 	c.beats = hb > 0
+	if c.beats {
+		c.beatEvery = hb
+	}
 	// Some body bytes go with the headers: proxies such as
 	// httputil.ReverseProxy forward the headers only with the first bytes.
 	c.mu.Lock()
