@@ -28,7 +28,7 @@ const (
 )
 
 // childLifetime bounds a child's life, whatever its parent does.
-const childLifetime = 5 * time.Minute
+const childLifetime = 10 * time.Minute
 
 // childOpts are the ways the clients of a mode differ from plain ones.
 type childOpts struct {
@@ -43,6 +43,7 @@ type childOpts struct {
 	// server; the flow control and the latency record leave them out.
 	Slow     int
 	SlowRate float64
+	long     bool // the parent's alone: the session may last 8 min
 }
 
 func (o childOpts) String() string {
@@ -377,6 +378,9 @@ func (c *client) readH1(ctx context.Context, conn net.Conn, d *dialer) {
 	for {
 		err := c.readStream(conn)
 		_ = conn.Close()
+		if logGaps && !errors.Is(err, net.ErrClosed) { // not the child's own end
+			fmt.Fprintf(os.Stderr, "stream ended at %d, id %q: %v\n", c.last.Load(), c.id, err)
+		}
 		if !d.opts.Resume || ctx.Err() != nil {
 			c.err.Store(&err)
 			return
@@ -555,5 +559,6 @@ func (s *syncWriter) printf(format string, args ...any) {
 }
 
 // logGaps, set by SSEBENCH_FANOUT_GAPS=1, makes the child print every gap
-// a client sees, with the client's id and reconnections, to stderr.
+// a client sees, with the client's id and reconnections, and every end of
+// an HTTP/1.1 stream, to stderr.
 var logGaps = os.Getenv("SSEBENCH_FANOUT_GAPS") != ""

@@ -119,6 +119,10 @@ func settle(goroutines int) {
 	}
 }
 
+// SourceOffset shifts the loopback source address of every run's clients,
+// so that two tools running at once do not share ports.
+var SourceOffset int
+
 // child is the parent's end of the clients' process.
 type child struct {
 	cmd     *exec.Cmd
@@ -134,6 +138,7 @@ func startChild(ctx context.Context, addr string, n, run int, opts childOpts) (*
 	}
 	// Each run dials from its own loopback address, so that no run waits
 	// for the ports of the one before.
+	run += SourceOffset
 	local := fmt.Sprintf("127.0.%d.%d", 1+run/250, 1+run%250)
 	cmd := exec.CommandContext(ctx, exe)
 	cmd.Env = append(os.Environ(),
@@ -210,7 +215,8 @@ type session struct {
 	seq        int64 // the last event published
 	goroutines int   // before the server started
 	before     uint64
-	stacks     uint64 // StackInuse in before
+	stacks     uint64          // StackInuse in before
+	ctx        context.Context // ends with the session
 	cancel     context.CancelFunc
 }
 
@@ -218,7 +224,7 @@ type session struct {
 // child with n clients, and waits until every one is connected. sndbuf,
 // when positive, fixes the send buffer of the server's sockets, so that a
 // slow client's lag reaches the server's memory instead of the kernel's.
-// The session lasts at most 3 min.
+// The session lasts at most 3 min, 8 min when co.long is set.
 func open(ctx context.Context, lib string, n, run int, o bench.Options, co childOpts, sndbuf int) (*session, error) {
 	s := &session{n: n, goroutines: runtime.NumGoroutine()}
 	s.before, s.stacks = memInUse()
@@ -249,7 +255,12 @@ func open(ctx context.Context, lib string, n, run int, o bench.Options, co child
 	} else {
 		go func() { _ = s.hs.Serve(ln) }()
 	}
-	ctx, s.cancel = context.WithTimeout(ctx, 3*time.Minute)
+	limit := 3 * time.Minute
+	if co.long {
+		limit = 8 * time.Minute
+	}
+	s.ctx, s.cancel = context.WithTimeout(ctx, limit)
+	ctx = s.ctx
 	if s.c, err = startChild(ctx, ln.Addr().String(), n, run, co); err != nil {
 		_ = s.hs.Close()
 		srv.Close()

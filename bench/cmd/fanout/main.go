@@ -60,6 +60,7 @@ func run() int {
 	rate := flag.Float64("rate", 500, "events per second of the slow mode's publisher")
 	history := flag.Int("history", 0, "ours: Hub.History (0: its default; burst mode: at least -events)")
 	hubBools := flag.String("hub", "", "ours: boolean Hub fields to set, as Name=true,Other=false")
+	flag.IntVar(&fanout.SourceOffset, "source-offset", 0, "shift the clients' loopback source addresses, for two tools at once")
 	flag.Parse()
 	if *memprofilerate > 0 {
 		runtime.MemProfileRate = *memprofilerate
@@ -239,8 +240,8 @@ func printBurst(rs []fanout.BurstResult) {
 // printSlow prints the slow-client runs of one N.
 func printSlow(rs []fanout.SlowResult) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(w, "| lib\t N\t slow client\t rate/s\t events\t others' slowest p50\t p99\t p99 × without\t max\t server heap+stack\t × without\t slow behind at end\t evicted\t reconnects\t resets\t lost (others)\t dup\t")
-	fmt.Fprintln(w, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	fmt.Fprintln(w, "| lib\t N\t slow client\t rate/s\t events due\t published\t others' slowest p50\t p99\t p99 × without\t max\t server heap+stack\t × without\t slow behind at end\t evicted\t reconnects\t resets\t lost (others)\t dup\t")
+	fmt.Fprintln(w, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
 	var base fanout.SlowResult
 	for _, r := range rs {
 		if !r.Slow {
@@ -256,8 +257,8 @@ func printSlow(rs []fanout.SlowResult) {
 		if r.Evicted >= 0 {
 			ev = strconv.FormatInt(r.Evicted, 10)
 		}
-		fmt.Fprintf(w, "| %s\t %d\t %t\t %.0f\t %d\t %v\t %v\t %s\t %v\t %.0f\t %s\t %d\t %s\t %d\t %d\t %d\t %d\t\n",
-			r.Lib, r.N, r.Slow, r.Rate, r.Events, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), ratio(float64(r.P99), float64(base.P99)),
+		fmt.Fprintf(w, "| %s\t %d\t %t\t %.0f\t %d\t %d\t %v\t %v\t %s\t %v\t %.0f\t %s\t %d\t %s\t %d\t %d\t %d\t %d\t\n",
+			r.Lib, r.N, r.Slow, r.Rate, r.Events, r.Published, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), ratio(float64(r.P99), float64(base.P99)),
 			r.Max.Round(time.Microsecond), r.HeapTotal, ratio(r.HeapTotal, base.HeapTotal), r.SlowBehind, ev, r.End.Reconnects, r.End.Resets, r.End.Lost, r.End.Dup)
 		if r.Err != "" {
 			fmt.Fprintf(w, "| %s\t error: %s\t\n", r.Lib, r.Err)
