@@ -219,8 +219,9 @@ type Hub struct {
 	limits                                    hubLimits
 }
 
-// A subscriber's fields are guarded by Hub.mu, except evicted, next[i],
-// guarded by feeds[i].mu, and backlog and batch, which its writer owns.
+// A subscriber's fields are guarded by Hub.mu, except evicted and det,
+// next[i], guarded by feeds[i].mu, and backlog and batch, which its writer
+// owns. conn is nil once the stream is detached.
 type subscriber struct {
 	conn    *Conn
 	topics  []string

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -27,6 +28,7 @@ type detached struct {
 	beats        *wheel        // nil without heartbeats
 	slot         int           // in beats, guarded by its mu
 	pollID       uint64        // registration in the poller, guarded by its mu; 0 when none
+	deadline     int64         // the write deadline set last, as now reads it; the writer's
 
 	lastWrite atomic.Int64 // monotonic nanoseconds (see now) of the last write
 	running   atomic.Bool  // a writer goroutine runs
@@ -106,6 +108,10 @@ func (h *Hub) detach(s *subscriber, client string) bool {
 		d.beats.add(d)
 	}
 	s.det.Store(d) // from here on, poke kicks d
+	// The Conn, closed, holds what a detached stream need not: the
+	// request's context, the Conn's timer and buffers. Nor does it need
+	// the attached writer's wake-up, or, caught up, its base.
+	s.conn, s.wake, s.base = nil, nil, nil
 	h.mu.Unlock()
 	go d.run()
 	return true
@@ -191,8 +197,15 @@ func (d *detached) send() (ended bool) {
 		d.writeLast(d.writeTimeout) // Shutdown: all is sent
 		return true
 	}
-	if d.beat.Swap(false) && !wrote && d.write(net.Buffers{heartbeatChunk}) != nil {
-		return true
+	if d.beat.Swap(false) && !wrote {
+		ch := chunkPool.Get().(*chunks)
+		ch.parts[0] = heartbeatChunk
+		err := d.write(ch, ch.parts[:1])
+		ch.parts[0] = nil
+		chunkPool.Put(ch)
+		if err != nil {
+			return true
+		}
 	}
 	return false
 }
@@ -218,19 +231,34 @@ func (d *detached) writeLast(wait time.Duration) {
 	d.nc.Write(lastChunk)
 }
 
+// chunks is a writer's scratch for one chunk's parts, pooled: a stream
+// keeps none while it is idle.
+type chunks struct {
+	parts [maxBatch + 2][]byte
+	bufs  net.Buffers
+	head  [18]byte
+	join  []byte // for connections without writev
+}
+
+var chunkPool = sync.Pool{New: func() any { return new(chunks) }}
+
 // writeEvents writes pms, one chunk of at most maxBatch events per write.
 func (d *detached) writeEvents(pms []*PreparedMessage) error {
+	ch := chunkPool.Get().(*chunks)
+	defer chunkPool.Put(ch)
 	for len(pms) > 0 {
 		n := min(len(pms), maxBatch)
-		bufs := make(net.Buffers, 1, n+2)
+		bufs := append(ch.parts[:0], nil)
 		size := 0
 		for _, pm := range pms[:n] {
 			bufs = append(bufs, pm.data)
 			size += len(pm.data)
 		}
-		bufs[0] = append(strconv.AppendUint(make([]byte, 0, 18), uint64(size), 16), crlf...)
+		bufs[0] = append(strconv.AppendUint(ch.head[:0], uint64(size), 16), crlf...)
 		bufs = append(bufs, crlf)
-		if err := d.write(bufs); err != nil {
+		err := d.write(ch, bufs)
+		clear(bufs) // the pool must not hold events
+		if err != nil {
 			return err
 		}
 		pms = pms[n:]
@@ -238,14 +266,27 @@ func (d *detached) writeEvents(pms []*PreparedMessage) error {
 	return nil
 }
 
-// write writes bufs within the write timeout: with one writev on TCP and
-// Unix sockets, joined into one write elsewhere (a TLS record per part
-// would cost more than the copy). A stream that is ending (see cut) is
-// not written to: its last chunk is, by writeLast.
-func (d *detached) write(bufs net.Buffers) error {
-	if d.writeTimeout > 0 {
-		d.nc.SetWriteDeadline(time.Now().Add(d.writeTimeout))
+// renewDeadline sets the write deadline to 1.5 × the write timeout from
+// now when less than the write timeout of it is left, so that it is set
+// once per half timeout of writing rather than for every write (as Conn
+// does, see sendBytes). A deadline that cut set in the past stays.
+func (d *detached) renewDeadline() {
+	if d.writeTimeout <= 0 {
+		return
 	}
+	t := now()
+	if t+int64(d.writeTimeout) > d.deadline {
+		d.deadline = t + int64(d.writeTimeout+d.writeTimeout/2)
+		d.nc.SetWriteDeadline(clock.Add(time.Duration(d.deadline)))
+	}
+}
+
+// write writes one chunk's parts within the write timeout: with one
+// writev on TCP and Unix sockets, joined into one write elsewhere (a TLS
+// record per part would cost more than the copy). A stream that is
+// ending (see cut) is not written to: its last chunk is, by writeLast.
+func (d *detached) write(ch *chunks, parts [][]byte) error {
+	d.renewDeadline()
 	if d.ending.Load() || d.stopped.Load() {
 		// After the deadline above: a cut that came before it is seen here,
 		// one after it has cut the deadline short.
@@ -254,13 +295,18 @@ func (d *detached) write(bufs net.Buffers) error {
 	var err error
 	switch d.nc.(type) {
 	case *net.TCPConn, *net.UnixConn:
-		_, err = bufs.WriteTo(d.nc)
+		ch.bufs = parts
+		_, err = ch.bufs.WriteTo(d.nc)
+		ch.bufs = nil
 	default:
-		var b []byte
-		for _, p := range bufs {
+		b := ch.join[:0]
+		for _, p := range parts {
 			b = append(b, p...)
 		}
 		_, err = d.nc.Write(b)
+		if ch.join = b[:0]; cap(b) > maxKeptBuffer {
+			ch.join = nil
+		}
 	}
 	if err != nil {
 		d.nc.Close() // a chunk may be cut in the middle: no clean end
@@ -289,13 +335,14 @@ func (d *detached) end() {
 	h.active.Done()
 }
 
-// stop ends s's stream now, a write in progress included: for Close.
-func (s *subscriber) stop() {
+// stopper returns what ends s's stream now, a write in progress included:
+// for Close, which calls it with h.mu held, and the result without.
+func (s *subscriber) stopper() func() {
 	if d := s.det.Load(); d != nil {
-		d.cut()
-		return
+		return d.cut
 	}
-	s.conn.fail(ErrConnectionClosed)
+	c := s.conn
+	return func() { c.fail(ErrConnectionClosed) }
 }
 
 // watchByRead watches d's connection with a goroutine of its own, blocked

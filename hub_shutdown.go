@@ -52,13 +52,13 @@ func (h *Hub) Close() error {
 	default:
 		close(h.done)
 	}
-	subs := make([]*subscriber, 0, len(h.subs))
+	stops := make([]func(), 0, len(h.subs))
 	for s := range h.subs {
-		subs = append(subs, s)
+		stops = append(stops, s.stopper())
 	}
 	h.mu.Unlock()
-	for _, s := range subs {
-		s.stop() // unblocks a writer stuck on a slow client
+	for _, stop := range stops {
+		stop() // unblocks a writer stuck on a slow client
 	}
 	left := make(chan struct{})
 	go func() {

@@ -35,7 +35,7 @@ func hubServer(t *testing.T, h *sse.Hub) *httptest.Server {
 	return ts
 }
 
-func publish(t *testing.T, h *sse.Hub, topic string, data ...string) []string {
+func publish(t testing.TB, h *sse.Hub, topic string, data ...string) []string {
 	t.Helper()
 	var ids []string
 	for _, d := range data {
