@@ -4,10 +4,12 @@
 # before the detached streams), every raw output in results/scale-*.
 #
 #   bash scale.sh [BASE]     # BASE defaults to f7e8828; about 30 min
+#   OUT=/tmp/x bash scale.sh # elsewhere than results/
 set -euo pipefail
 cd "$(dirname "$0")"
 base=${1:-f7e8828}
-out=results
+out=${OUT:-results}
+mkdir -p "$out"
 new=/tmp/fanout-new base_bin=/tmp/fanout-base
 go build -o "$new" ./cmd/fanout
 # The same tool on the library at BASE: a worktree of it, and a copy of
@@ -25,18 +27,28 @@ run() { # name, binary, args...
 	echo "== $name: $*" >&2
 	"$bin" "$@" >"$out/scale-$name.md" 2>"$out/scale-$name.log" || true
 }
-# Idle HTTP/1.1 and HTTP/2 (1,000 streams per TLS connection).
-run idle-h1 "$new" -mode idle -n 10000,19000
-run idle-h1-nodetach "$new" -mode idle -n 10000,19000 -libs ours -hub DisableDetach=true
-run idle-h2 "$new" -mode idle -h2 1000 -n 10000,19000
-# 10,000 events back to back to 1,000 clients, history 10,000.
-run burst "$new" -mode burst -n 1000 -events 10000
-# No window: ours' defaults against Backpressure; clients resume.
-run nowindow "$new" -mode nowindow -n 1000 -events 20000
-# One client at a tenth of the rate among 1,000.
-run slow "$new" -mode slow -n 1000 -rate 200 -duration 10s
-# Sustained fan-out, this tree against BASE, alternated.
+# Sustained fan-out, this tree against BASE, alternated; first, while
+# nothing else of this script runs.
 for i in 1 2; do
 	run fanout-new-$i "$new" -n 1000,5000,10000 -libs ours
 	run fanout-base-$i "$base_bin" -n 1000,5000,10000 -libs ours
 done
+# Idle HTTP/1.1 and HTTP/2 (1,000 streams per TLS connection), each
+# library and N in a fresh process: what one run leaves behind (freed while
+# the next one is measured) would make the next look smaller.
+for n in 10000 19000; do
+	for lib in ours go-sse r3labs reference; do
+		run idle-h1-$lib-$n "$new" -mode idle -n $n -libs $lib
+		run idle-h2-$lib-$n "$new" -mode idle -h2 1000 -n $n -libs $lib
+	done
+	run idle-h1-ours-nodetach-$n "$new" -mode idle -n $n -libs ours -hub DisableDetach=true
+	run idle-h2-ours-nodetach-$n "$new" -mode idle -h2 1000 -n $n -libs ours -hub DisableDetach=true
+done
+# 10,000 events back to back to 1,000 clients, history 10,000.
+run burst "$new" -mode burst -n 1000 -events 10000
+# No window: ours' defaults against Backpressure; clients resume.
+run nowindow "$new" -mode nowindow -n 1000 -events 20000
+# One client at a tenth of the rate among 1,000: ours three times over
+# (without, with, alternated), the others once.
+run slow-ours "$new" -mode slow -n 1000 -rate 100 -duration 10s -libs ours -repeat 3
+run slow-others "$new" -mode slow -n 1000 -rate 100 -duration 10s -libs go-sse,r3labs,reference

@@ -137,7 +137,7 @@ func TestSmokeModes(t *testing.T) {
 		t.Errorf("no-window %s: %+v", r.Settings, r)
 	}
 
-	for _, r := range fanout.Slow(ctx, []string{bench.Ours}, 10, 200, 500*time.Millisecond, bench.Options{}, io.Discard) {
+	for _, r := range fanout.Slow(ctx, []string{bench.Ours}, 10, 200, 500*time.Millisecond, 1, bench.Options{}, io.Discard) {
 		if r.Err != "" || r.Recorded != r.Events || r.End.Lost != 0 || r.End.Dup != 0 {
 			t.Errorf("slow=%t: %+v", r.Slow, r)
 		}

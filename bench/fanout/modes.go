@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/b2ce5911/sse/bench"
@@ -39,7 +40,7 @@ func Burst(ctx context.Context, libs []string, n, events int, o bench.Options, l
 	var rs []BurstResult
 	for i, lib := range libs {
 		r := BurstResult{Lib: lib, N: n, Events: events, Settings: fmt.Sprintf("history %d", o.History)}
-		if err := burst(ctx, &r, lib, n, 400+i, o, childOpts{long: true}); err != nil {
+		if err := burst(ctx, &r, lib, n, 400+i, o, childOpts{long: true}, 5*time.Second, log); err != nil {
 			r.Err = err.Error()
 		}
 		fmt.Fprintf(log, "burst %-9s N=%d events=%d publish %v all-have %v evicted %d reached %d lost %d dup %d lossy %d failed %d reconnects %d resets %d %s\n",
@@ -52,7 +53,7 @@ func Burst(ctx context.Context, libs []string, n, events int, o bench.Options, l
 	return rs
 }
 
-func burst(ctx context.Context, r *BurstResult, lib string, n, run int, o bench.Options, co childOpts) error {
+func burst(ctx context.Context, r *BurstResult, lib string, n, run int, o bench.Options, co childOpts, stall time.Duration, log io.Writer) error {
 	s, err := open(ctx, lib, n, run, o, co, 0)
 	if err != nil {
 		return err
@@ -69,13 +70,17 @@ func burst(ctx context.Context, r *BurstResult, lib string, n, run int, o bench.
 		}
 	}
 	r.Publish = time.Since(start)
-	// Every client has the last event, or none has moved for 5 s: a
-	// library that dropped events may never deliver it.
-	last, moved := s.c.min.Load(), time.Now()
-	for s.c.min.Load() < s.seq && time.Since(moved) < 5*time.Second && s.ctx.Err() == nil {
+	// Every client has the last event, or the slowest has not moved for
+	// stall: a library that dropped events may never deliver it.
+	last, moved, told := s.c.min.Load(), time.Now(), time.Now()
+	for s.c.min.Load() < s.seq && time.Since(moved) < stall && s.ctx.Err() == nil {
 		time.Sleep(100 * time.Microsecond)
 		if m := s.c.min.Load(); m != last {
 			last, moved = m, time.Now()
+		}
+		if time.Since(told) > 5*time.Second {
+			told = time.Now()
+			fmt.Fprintf(log, "  %s %v after the first publish: the slowest client has %d of %d\n", lib, time.Since(start).Round(time.Second), s.c.min.Load()-base, r.Events)
 		}
 	}
 	if s.c.min.Load() >= s.seq {
@@ -91,7 +96,8 @@ func burst(ctx context.Context, r *BurstResult, lib string, n, run int, o bench.
 // with the Hub's defaults and then with Backpressure, and reports the
 // evictions, reconnections, resets and losses of each. The MemoryBroker
 // keeps every event of the run, so that a client cut off can resume by
-// replay.
+// replay. The wait for the last event ends when the slowest client has
+// not moved for 30 s (a burst's, for 5 s).
 func NoWindow(ctx context.Context, n, events int, o bench.Options, log io.Writer) []BurstResult {
 	var rs []BurstResult
 	for i, bp := range []bool{false, true} {
@@ -99,7 +105,7 @@ func NoWindow(ctx context.Context, n, events int, o bench.Options, log io.Writer
 		oo.Backpressure = bp
 		oo.BrokerHistory = max(o.BrokerHistory, events+1024)
 		r := BurstResult{Lib: bench.Ours, N: n, Events: events, Settings: fmt.Sprintf("history %d, backpressure %t", max(oo.History, 0), bp)}
-		if err := burst(ctx, &r, bench.Ours, n, 420+i, oo, childOpts{Resume: true, long: true}); err != nil {
+		if err := burst(ctx, &r, bench.Ours, n, 420+i, oo, childOpts{Resume: true, long: true}, 30*time.Second, log); err != nil {
 			r.Err = err.Error()
 		}
 		fmt.Fprintf(log, "no-window backpressure=%-5t N=%d events=%d publish %v all-have %v evicted %d reached %d lost %d dup %d lossy %d failed %d reconnects %d resets %d %s\n",
@@ -139,13 +145,13 @@ type SlowResult struct {
 // Slow publishes at rate events per second for d to n resuming clients of
 // lib, first with all reading at full speed, then with one reading at a
 // tenth of the rate, and reports the others' slowest-client latency and
-// the server's memory in each. Each event is stamped with the time it was
+// the server's memory in each, repeat times over. Each event is stamped with the time it was
 // due, so that a publisher held up by a library shows as latency.
-func Slow(ctx context.Context, libs []string, n int, rate float64, d time.Duration, o bench.Options, log io.Writer) []SlowResult {
+func Slow(ctx context.Context, libs []string, n int, rate float64, d time.Duration, repeat int, o bench.Options, log io.Writer) []SlowResult {
 	var rs []SlowResult
 	run := 440
 	for _, lib := range libs {
-		for _, slow := range []bool{false, true} {
+		for _, slow := range slices.Repeat([]bool{false, true}, max(1, repeat)) {
 			run++
 			r := SlowResult{Lib: lib, N: n, Slow: slow, Rate: rate}
 			if err := slowRun(ctx, &r, lib, n, run, rate, d, o); err != nil {

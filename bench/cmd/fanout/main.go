@@ -15,7 +15,7 @@
 //	-mode idle -h2 1000 -n 10000     # the same for HTTP/2 streams, 1,000 per TLS connection
 //	-mode burst -n 1000 -events 10000 # 10,000 events back to back, no window
 //	-mode nowindow -n 1000 -events 20000 # ours, default against Backpressure, resuming clients
-//	-mode slow -n 1000 -rate 500 -duration 10s # one client reading at a tenth of the rate
+//	-mode slow -n 1000 -rate 100 -duration 20s # one client reading at a tenth of the rate
 package main
 
 import (
@@ -57,7 +57,8 @@ func run() int {
 	mode := flag.String("mode", "fanout", "fanout, idle, burst, nowindow or slow (see the package doc)")
 	h2 := flag.Int("h2", 0, "serve HTTP/2 over TLS with this many streams per connection (fanout and idle modes)")
 	events := flag.Int("events", 10000, "events of a burst (burst and nowindow modes)")
-	rate := flag.Float64("rate", 500, "events per second of the slow mode's publisher")
+	rate := flag.Float64("rate", 100, "events per second of the slow mode's publisher")
+	repeat := flag.Int("repeat", 1, "slow mode: runs without and with the slow client, alternated, per library")
 	history := flag.Int("history", 0, "ours: Hub.History (0: its default; burst mode: at least -events)")
 	hubBools := flag.String("hub", "", "ours: boolean Hub fields to set, as Name=true,Other=false")
 	flag.IntVar(&fanout.SourceOffset, "source-offset", 0, "shift the clients' loopback source addresses, for two tools at once")
@@ -121,7 +122,7 @@ func run() int {
 		return 0
 	case "slow":
 		for _, n := range cfg.N {
-			printSlow(fanout.Slow(ctx, cfg.Libs, n, *rate, *dur, opts, os.Stderr))
+			printSlow(fanout.Slow(ctx, cfg.Libs, n, *rate, *dur, *repeat, opts, os.Stderr))
 		}
 		return 0
 	default:
