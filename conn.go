@@ -40,6 +40,7 @@ type Conn struct {
 
 	heartbeat *time.Timer   // runs beat; nil without heartbeats
 	beatEvery time.Duration // its interval, for a Hub that detaches the stream
+	chunked   bool          // net/http frames the body as chunks: a Hub may detach it
 
 	closed   atomic.Bool
 	watching atomic.Bool           // the request's end closes the Conn through context.AfterFunc

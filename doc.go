@@ -152,6 +152,11 @@
 // http.Server.WriteTimeout closes it), so a handler must not return before
 // its own writing goroutines have.
 //
+// A Hub detaches its HTTP/1.1 streams from net/http (see
+// [Hub.DisableDetach]): from then on they are the Hub's, not the
+// http.Server's, so a server that shuts down calls Hub.Shutdown as well as
+// http.Server.Shutdown, which no longer waits for them.
+//
 // [Hub], [MemoryBroker] and [Upgrader] are safe for concurrent use; set
 // their fields before first use. A [Client] may run many streams at once;
 // its hooks run on the goroutine reading the stream.

@@ -85,6 +85,10 @@ const maxBatch = 128
 // and an application whose clients cannot should publish no empty events
 // of its own, so that an empty event is always a position.
 //
+// On HTTP/1.1 a stream leaves net/http once its headers are out, and costs
+// no goroutine while it is idle (see DisableDetach, which also says what
+// http.Server.Shutdown and middlewares no longer see of it).
+//
 // The zero value is ready to use, with a [MemoryBroker]. Set the fields
 // before first use. All methods are safe for concurrent use.
 type Hub struct {

@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
 	"strconv"
@@ -23,6 +24,7 @@ type detached struct {
 	h            *Hub
 	s            *subscriber
 	nc           net.Conn
+	raw          net.Conn      // nc, or the connection under TLS: closed without a close_notify that could block
 	client       string        // whose stream it counts, for Hub.release
 	writeTimeout time.Duration // negative: none
 	beats        *wheel        // nil without heartbeats
@@ -54,11 +56,12 @@ var (
 // hijack takes c's connection from net/http, once its headers and first
 // bytes are flushed, and lets go of everything else of the request: c is
 // closed from then on, and its ResponseWriter no longer used. It fails,
-// with c unchanged, on HTTP/2 and when the ResponseWriter, or those it
-// wraps, cannot hijack (http.ErrNotSupported).
+// with c unchanged, on a response that is not chunked (HTTP/2, HTTP/1.0,
+// HEAD) and when the ResponseWriter, or those it wraps, cannot hijack
+// (http.ErrNotSupported).
 func (c *Conn) hijack() (net.Conn, error) {
-	if c.streamTimer {
-		return nil, http.ErrNotSupported // HTTP/2 streams share a connection
+	if !c.chunked {
+		return nil, http.ErrNotSupported
 	}
 	c.mu.Lock() // no heartbeat writes meanwhile
 	defer c.mu.Unlock()
@@ -98,7 +101,10 @@ func (h *Hub) detach(s *subscriber, client string) bool {
 	if err != nil {
 		return false
 	}
-	d := &detached{h: h, s: s, nc: nc, client: client, writeTimeout: c.writeTimeout}
+	d := &detached{h: h, s: s, nc: nc, raw: nc, client: client, writeTimeout: c.writeTimeout}
+	if t, ok := nc.(*tls.Conn); ok {
+		d.raw = t.NetConn()
+	}
 	d.lastWrite.Store(now())
 	d.running.Store(true) // the first run is started below, once d is complete
 	watch(d)
@@ -130,7 +136,7 @@ func (d *detached) kick() {
 // and the writer ends the stream.
 func (d *detached) stop() {
 	d.stopped.Store(true)
-	d.nc.Close()
+	d.raw.Close()
 	d.kick()
 }
 
@@ -216,8 +222,9 @@ func (d *detached) send() (ended bool) {
 const endWait = 100 * time.Millisecond
 
 // writeLast ends the response with its last chunk, within wait (and the
-// write timeout), so that the client sees a clean end and reconnects.
-func (d *detached) writeLast(wait time.Duration) {
+// write timeout), so that the client sees a clean end and reconnects; it
+// reports whether it did.
+func (d *detached) writeLast(wait time.Duration) bool {
 	if d.writeTimeout > 0 {
 		wait = min(wait, d.writeTimeout)
 	}
@@ -225,10 +232,14 @@ func (d *detached) writeLast(wait time.Duration) {
 		wait = endWait
 	}
 	if d.stopped.Load() {
-		return
+		return false
 	}
 	d.nc.SetWriteDeadline(time.Now().Add(wait))
-	d.nc.Write(lastChunk)
+	if _, err := d.nc.Write(lastChunk); err != nil {
+		d.stopped.Store(true)
+		return false
+	}
+	return true
 }
 
 // chunks is a writer's scratch for one chunk's parts, pooled: a stream
@@ -309,8 +320,8 @@ func (d *detached) write(ch *chunks, parts [][]byte) error {
 		}
 	}
 	if err != nil {
-		d.nc.Close() // a chunk may be cut in the middle: no clean end
 		d.stopped.Store(true)
+		d.raw.Close() // a chunk may be cut in the middle: no clean end
 		return err
 	}
 	d.lastWrite.Store(now())
@@ -326,8 +337,11 @@ func (d *detached) end() {
 	if d.beats != nil {
 		d.beats.remove(d)
 	}
-	d.stopped.Store(true)
-	d.nc.Close()
+	if d.stopped.Swap(true) {
+		d.raw.Close()
+	} else {
+		d.nc.Close() // after the last chunk: TLS may say close_notify
+	}
 	h.mu.Lock()
 	h.removeLocked(d.s)
 	h.mu.Unlock()

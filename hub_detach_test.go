@@ -105,10 +105,17 @@ func TestHubDetachedWireIsChunkedHTTP(t *testing.T) {
 	read(":\n") // a heartbeat: the stream was idle
 	ids := publish(t, h, "t", "one", "two")
 	read("data: two\n\n")
-	want := "retry: 1000\nid: "
-	if got := body.String(); !strings.HasPrefix(got, want) ||
-		!strings.Contains(got, "id: "+ids[0]+"\ndata: one\n\nid: "+ids[1]+"\ndata: two\n\n") {
-		t.Fatalf("body %q", got)
+	// Heartbeats may come between any two blocks.
+	var lines []string
+	for _, l := range strings.SplitAfter(body.String(), "\n") {
+		if l != ":\n" {
+			lines = append(lines, l)
+		}
+	}
+	got := strings.Join(lines, "")
+	if !strings.HasPrefix(got, "retry: 1000\nid: ") ||
+		!strings.HasSuffix(got, "\n\nid: "+ids[0]+"\ndata: one\n\nid: "+ids[1]+"\ndata: two\n\n") {
+		t.Fatalf("body %q", body.String())
 	}
 	shut := make(chan error, 1)
 	go func() { shut <- h.Shutdown(context.Background()) }()
@@ -190,7 +197,7 @@ func waitGoroutines(t *testing.T, n int) {
 // goroutine each; on the handler path each would hold two.
 func TestHubDetachedIdleHoldsNoGoroutine(t *testing.T) {
 	const n = 200
-	h := &sse.Hub{Logger: quiet, Upgrader: sse.Upgrader{Heartbeat: 10 * time.Millisecond}}
+	h := &sse.Hub{Logger: quiet, Upgrader: sse.Upgrader{Heartbeat: 100 * time.Millisecond}}
 	ts := hubServer(t, h)
 	publish(t, h, "t", "warm")
 	baseline := runtime.NumGoroutine()
@@ -203,6 +210,7 @@ func TestHubDetachedIdleHoldsNoGoroutine(t *testing.T) {
 		io.WriteString(c, "GET /?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
 	}
 	waitStats(t, h, "counted the streams", func(s sse.HubStats) bool { return s.Subscribers == n })
+	time.Sleep(150 * time.Millisecond) // heartbeats come and go
 	// The poller's goroutine, and a few of net/http's that are ending or
 	// of writers that are sending a heartbeat.
 	for deadline := time.Now().Add(30 * time.Second); runtime.NumGoroutine()-baseline > 20; {
@@ -214,22 +222,6 @@ func TestHubDetachedIdleHoldsNoGoroutine(t *testing.T) {
 	if s := h.Stats(); s.Subscribers != n {
 		t.Fatalf("stats %+v: want %d subscribers", s, n)
 	}
-}
-
-// frozenStream opens a stream whose client never reads, with a small
-// receive buffer.
-func frozenStream(t *testing.T, h *sse.Hub, ts *httptest.Server) net.Conn {
-	t.Helper()
-	n := h.Stats().Subscriptions
-	c, err := net.Dial("tcp", ts.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.(*net.TCPConn).SetReadBuffer(1024)
-	t.Cleanup(func() { c.Close() })
-	io.WriteString(c, "GET /?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitSubscribed(t, h, n)
-	return c
 }
 
 // fill publishes large events on t until cond holds, or fails after 30 s.
@@ -255,7 +247,7 @@ func TestHubDetachedFrozenClientCut(t *testing.T) {
 	t.Parallel()
 	h := &sse.Hub{History: 1 << 14, HistoryBytes: 1 << 30, Logger: quiet, Upgrader: sse.Upgrader{WriteTimeout: 100 * time.Millisecond}}
 	ts := hubServer(t, h)
-	frozenStream(t, h, ts)
+	rawSubscribe(t, h, ts, "/?topic=t")
 	fill(t, h, "the write deadline cut", func() bool { return h.Subscribers("t") == 0 })
 	if s := h.Stats(); s.Evicted != 0 {
 		t.Fatalf("stats %+v: the deadline should have cut it, not an eviction", s)
@@ -268,7 +260,7 @@ func TestHubDetachedEvicted(t *testing.T) {
 	t.Parallel()
 	h := &sse.Hub{History: 8, Logger: quiet, Upgrader: sse.Upgrader{WriteTimeout: time.Hour}}
 	ts := hubServer(t, h)
-	frozenStream(t, h, ts)
+	rawSubscribe(t, h, ts, "/?topic=t")
 	fill(t, h, "the eviction", func() bool { return h.Stats().Evicted == 1 })
 	waitStats(t, h, "let the evicted stream go", func(s sse.HubStats) bool { return s.Subscribers == 0 })
 	if n := h.Subscribers("t"); n != 0 {
@@ -282,7 +274,7 @@ func TestHubCloseFrozenDetached(t *testing.T) {
 	t.Parallel()
 	h := &sse.Hub{History: 1 << 14, HistoryBytes: 1 << 30, Logger: quiet, Upgrader: sse.Upgrader{WriteTimeout: time.Hour}}
 	ts := hubServer(t, h)
-	c := frozenStream(t, h, ts)
+	c := rawSubscribe(t, h, ts, "/?topic=t")
 	// 16 MB, more than loopback buffers hold: the writer is stuck.
 	for range 256 {
 		publish(t, h, "t", strings.Repeat("x", 64<<10))
@@ -436,20 +428,7 @@ func TestHubHammerDetachedAndAttached(t *testing.T) {
 			}
 		}()
 	}
-	var pub sync.WaitGroup
-	for _, topic := range topics {
-		pub.Add(1)
-		go func() {
-			defer pub.Done()
-			for i := range perTopic {
-				if _, err := h.Publish(context.Background(), topic, sse.Message{Data: []byte(fmt.Sprint(topic, ":", i))}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	pub.Wait()
+	publishPerTopic(t, h, topics, perTopic)
 	wg.Wait()
 	waitStats(t, h, "saw every client leave", func(s sse.HubStats) bool { return s.Subscribers == 0 })
 	if s := h.Stats(); s.Evicted != 0 {
@@ -457,3 +436,32 @@ func TestHubHammerDetachedAndAttached(t *testing.T) {
 	}
 }
 
+// TestHubHTTP10StreamStaysAttached: a HTTP/1.0 response has no chunks, so
+// its stream is not detached (which would write chunks into it).
+func TestHubHTTP10StreamStaysAttached(t *testing.T) {
+	t.Parallel()
+	h := &sse.Hub{Logger: quiet}
+	ts := hubServer(t, h)
+	before := h.Stats().Subscriptions
+	resp := rawStream(t, ts.Listener.Addr().String(), "GET /?topic=t HTTP/1.0\r\nHost: x\r\n\r\n")
+	waitSubscribed(t, h, before)
+	if resp.StatusCode != http.StatusOK || len(resp.TransferEncoding) != 0 {
+		t.Fatalf("status %d, transfer encoding %q", resp.StatusCode, resp.TransferEncoding)
+	}
+	ids := publish(t, h, "t", "one")
+	var body []byte
+	for !strings.Contains(string(body), "data: one\n\n") {
+		b := make([]byte, 512)
+		n, err := resp.Body.Read(b)
+		if err != nil {
+			t.Fatalf("after %q: %v", body, err)
+		}
+		body = append(body, b[:n]...)
+	}
+	// A heartbeat line, the position, the event, and nothing else (such
+	// as chunk sizes and CRLFs).
+	if got := strings.SplitN(string(body), "\n", 3); len(got) != 3 || got[0] != ":" ||
+		!strings.HasPrefix(got[1], "id: ") || !strings.HasSuffix(got[2], "\nid: "+ids[0]+"\ndata: one\n\n") || strings.Contains(string(body), "\r") {
+		t.Fatalf("body %q", body)
+	}
+}

@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// Defaults of the bounds of [Hub]. A stream costs about 25 KB of memory,
-// net/http's share included, and each topic it asks for adds about 1.7 KB
+// Defaults of the bounds of [Hub]. A stream costs about 25 KB of memory on
+// the handler path, net/http's share included, and about 2 KB once
+// detached (see Hub.DisableDetach); each topic it asks for adds about 1.7 KB
 // when the topic is new (a feed of its own) and less when it exists: at the
 // defaults one stream holds at most about 55 KB whatever it asks for
 // (measured by TestTopicFlood in the reliability module), and a Hub full of

@@ -313,12 +313,23 @@ func TestHubMultiTopicOrderHammer(t *testing.T) {
 			}
 		}()
 	}
+	publishPerTopic(t, h, topics, perTopic)
+	wg.Wait()
+	if s := h.Stats(); s.Evicted != 0 {
+		t.Fatalf("stats %+v: no one should be evicted", s)
+	}
+}
+
+// publishPerTopic publishes "topic:0" to "topic:n-1" on each topic, from a
+// publisher per topic, and returns once all are published.
+func publishPerTopic(t *testing.T, h *sse.Hub, topics []string, n int) {
+	t.Helper()
 	var pub sync.WaitGroup
 	for _, topic := range topics {
 		pub.Add(1)
 		go func() {
 			defer pub.Done()
-			for i := range perTopic {
+			for i := range n {
 				if _, err := h.Publish(context.Background(), topic, sse.Message{Data: []byte(fmt.Sprint(topic, ":", i))}); err != nil {
 					t.Error(err)
 					return
@@ -327,8 +338,4 @@ func TestHubMultiTopicOrderHammer(t *testing.T) {
 		}()
 	}
 	pub.Wait()
-	wg.Wait()
-	if s := h.Stats(); s.Evicted != 0 {
-		t.Fatalf("stats %+v: no one should be evicted", s)
-	}
 }

@@ -7,7 +7,10 @@ import (
 
 // Shutdown stops new subscribers and publishes, lets every subscriber send
 // what is after its cursors until ctx ends, then closes every stream. It
-// returns ctx.Err() when they did not finish in time.
+// returns ctx.Err() when they did not finish in time. A detached stream
+// (see DisableDetach) ends with the last chunk of its response and its
+// connection closes: http.Server.Shutdown, which no longer knows it, does
+// not end it, so a server calls both.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.init()
 	if !h.stop(h.drain) {
@@ -35,7 +38,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 }
 
 // Close closes every stream at once and stops the Hub; it closes the
-// Broker when the Hub made it. It waits for the subscribers' writers to
+// Broker when the Hub made it. A detached stream gets the last chunk of its
+// response if its client takes it at once, and its connection closes. It waits for the subscribers' writers to
 // leave, which they do at once unless a write is stuck where its deadline
 // cannot be cut short (see [Upgrader.WriteTimeout]): it then returns
 // after the Upgrader's WriteTimeout (DefaultWriteTimeout when it is

@@ -187,7 +187,7 @@ func TestHubEvictsFrozenSubscriber(t *testing.T) {
 
 // rawSubscribe subscribes over a raw TCP connection that never reads, and
 // waits until the hub counts it.
-func rawSubscribe(t *testing.T, h *sse.Hub, ts *httptest.Server, path string) {
+func rawSubscribe(t *testing.T, h *sse.Hub, ts *httptest.Server, path string) net.Conn {
 	t.Helper()
 	n := h.Stats().Subscriptions
 	c, err := net.Dial("tcp", ts.Listener.Addr().String())
@@ -198,6 +198,7 @@ func rawSubscribe(t *testing.T, h *sse.Hub, ts *httptest.Server, path string) {
 	t.Cleanup(func() { c.Close() })
 	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitSubscribed(t, h, n)
+	return c
 }
 
 func TestHubReplay(t *testing.T) {

@@ -3,7 +3,6 @@
 package sse
 
 import (
-	"crypto/tls"
 	"net"
 	"sync"
 	"syscall"
@@ -34,10 +33,7 @@ const tcpUserTimeout = 0x12
 // watch registers d with the poller. A connection without a descriptor,
 // or one the poller cannot take, is watched by a goroutine of its own.
 func watch(d *detached) {
-	nc := d.nc
-	if t, ok := nc.(*tls.Conn); ok {
-		nc = t.NetConn()
-	}
+	nc := d.raw // under TLS, the TCP connection
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		watchByRead(d)

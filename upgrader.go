@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -40,7 +41,9 @@ type Upgrader struct {
 
 	// Heartbeat is how long a stream may stay silent before a comment line
 	// is sent to keep proxies and load balancers from closing it. Zero means
-	// DefaultHeartbeat; a negative value turns heartbeats off.
+	// DefaultHeartbeat; a negative value turns heartbeats off. A Hub's
+	// detached streams (see Hub.DisableDetach) share one timer per
+	// interval, and may stay silent up to an eighth longer.
 	Heartbeat time.Duration
 
 	// WriteTimeout bounds each write and flush, so a client that stopped
@@ -155,6 +158,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		lastEventID:  lastEventID(r),
 		reqDone:      r.Context().Done(),
 		streamTimer:  r.ProtoMajor >= 2,
+		chunked:      chunked(r, h),
 		epoch:        time.Now(),
 	}
 	hb := cmp.Or(u.Heartbeat, DefaultHeartbeat)
@@ -211,6 +215,16 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		c.mu.Unlock()
 	}
 	return c, nil
+}
+
+// chunked reports whether net/http frames the response to r, with header
+// h, as chunks (see net/http's chunkWriter.writeHeader): a HTTP/1.1
+// request other than HEAD whose response sets no identity transfer coding
+// (Upgrade removes any length). HTTP/1.0 bodies are unframed, HTTP/2 ones
+// in frames of its own.
+func chunked(r *http.Request, h http.Header) bool {
+	return r.ProtoMajor == 1 && r.ProtoMinor >= 1 && r.Method != http.MethodHead &&
+		!strings.EqualFold(h.Get("Transfer-Encoding"), "identity")
 }
 
 // flusher finds, as http.ResponseController would, how w or a writer it
