@@ -188,7 +188,9 @@ type Hub struct {
 	// Hub.Shutdown (or Close) as well, for instance from
 	// Server.RegisterOnShutdown. A middleware sees the handler return once
 	// the headers and first bytes are out: one that counts bytes or logs a
-	// response's duration sees only those. On a TCP connection the Hub sets
+	// response's duration sees only those. So does a handler around
+	// ServeHTTP or Serve: one that needs to know when a stream ends, to
+	// track who is connected for instance, sets DisableDetach. On a TCP connection the Hub sets
 	// TCP_USER_TIMEOUT (Linux) to the write timeout, so that a client gone
 	// without closing its connection is noticed once a heartbeat stays
 	// unacknowledged that long.

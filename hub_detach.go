@@ -293,7 +293,7 @@ func (d *detached) renewDeadline() {
 }
 
 // write writes one chunk's parts within the write timeout: with one
-// writev on TCP and Unix sockets, joined into one write elsewhere (a TLS
+// writev on TCP and Unix sockets, joined into one write under TLS (a TLS
 // record per part would cost more than the copy). A stream that is
 // ending (see cut) is not written to: its last chunk is, by writeLast.
 func (d *detached) write(ch *chunks, parts [][]byte) error {
@@ -305,11 +305,11 @@ func (d *detached) write(ch *chunks, parts [][]byte) error {
 	}
 	var err error
 	switch d.nc.(type) {
-	case *net.TCPConn, *net.UnixConn:
+	default:
 		ch.bufs = parts
 		_, err = ch.bufs.WriteTo(d.nc)
 		ch.bufs = nil
-	default:
+	case *tls.Conn:
 		b := ch.join[:0]
 		for _, p := range parts {
 			b = append(b, p...)

@@ -197,7 +197,7 @@ func waitGoroutines(t *testing.T, n int) {
 // goroutine each; on the handler path each would hold two.
 func TestHubDetachedIdleHoldsNoGoroutine(t *testing.T) {
 	const n = 200
-	h := &sse.Hub{Logger: quiet, Upgrader: sse.Upgrader{Heartbeat: 100 * time.Millisecond}}
+	h := &sse.Hub{Logger: quiet}
 	ts := hubServer(t, h)
 	publish(t, h, "t", "warm")
 	baseline := runtime.NumGoroutine()
@@ -210,9 +210,8 @@ func TestHubDetachedIdleHoldsNoGoroutine(t *testing.T) {
 		io.WriteString(c, "GET /?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
 	}
 	waitStats(t, h, "counted the streams", func(s sse.HubStats) bool { return s.Subscribers == n })
-	time.Sleep(150 * time.Millisecond) // heartbeats come and go
 	// The poller's goroutine, and a few of net/http's that are ending or
-	// of writers that are sending a heartbeat.
+	// of writers that are sending the streams' first bytes.
 	for deadline := time.Now().Add(30 * time.Second); runtime.NumGoroutine()-baseline > 20; {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d goroutines for %d idle streams, %d before", runtime.NumGoroutine(), n, baseline)
@@ -335,7 +334,7 @@ func TestHubShutdownDrainsDetached(t *testing.T) {
 // publish: each gets every event of its topics once, in order.
 func TestHubHammerDetachedAndAttached(t *testing.T) {
 	t.Parallel()
-	const perTopic = 100
+	const perTopic = 60
 	topics := []string{"a", "b", "c"}
 	h := &sse.Hub{History: 4 * perTopic, Logger: quiet}
 	ts := httptest.NewUnstartedServer(h)

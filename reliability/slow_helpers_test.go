@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -118,7 +120,8 @@ func streamDecoder(c net.Conn) (*sse.Decoder, error) {
 // writes block.
 type smallSendBuffer struct {
 	net.Listener
-	size int
+	size   int
+	closed *atomic.Int64 // when set, counts the connections the server closed
 }
 
 func (l smallSendBuffer) Accept() (net.Conn, error) {
@@ -128,8 +131,25 @@ func (l smallSendBuffer) Accept() (net.Conn, error) {
 			c.Close()
 			return nil, err
 		}
+		if l.closed != nil {
+			return &countedConn{TCPConn: tc, closed: l.closed}, nil
+		}
 	}
 	return c, err
+}
+
+// countedConn counts, once, that the server closed it: a Hub that detached
+// the stream closes it itself, where http.Server's ConnState does not see
+// it. The embedded TCPConn keeps writev and the descriptor for the Hub.
+type countedConn struct {
+	*net.TCPConn
+	once   sync.Once
+	closed *atomic.Int64
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.closed.Add(1) })
+	return c.TCPConn.Close()
 }
 
 // histogram counts latencies in buckets 2% wide; one reader owns it.

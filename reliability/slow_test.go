@@ -100,13 +100,9 @@ func runFanout(t *testing.T, cfg fanoutRun) *fanoutResult {
 		t.Fatal(err)
 	}
 	var frozenClosed atomic.Int64 // by the server
-	srv := &http.Server{Handler: hub, ConnState: func(c net.Conn, s http.ConnState) {
-		if s == http.StateClosed && c.LocalAddr().String() == lnFrozen.Addr().String() {
-			frozenClosed.Add(1)
-		}
-	}}
+	srv := &http.Server{Handler: hub}
 	var served sync.WaitGroup
-	for _, l := range []net.Listener{ln, smallSendBuffer{lnFrozen, 8 << 10}} {
+	for _, l := range []net.Listener{ln, smallSendBuffer{lnFrozen, 8 << 10, &frozenClosed}} {
 		served.Go(func() { srv.Serve(l) })
 	}
 	defer func() {

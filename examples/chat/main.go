@@ -39,9 +39,9 @@ func main() {
 const shutdownTime = 5 * time.Second
 
 // run serves the chat on ln until ctx ends, then shuts down gracefully: the
-// streams first, since http.Server.Shutdown does not end them (the Hub has
-// detached them from net/http) or, when on HTTP/2, would wait for them
-// until its deadline, then the HTTP server.
+// streams first, since an open stream would hold http.Server.Shutdown until
+// its deadline (and a detached one, in a Hub that detaches, would not end
+// with it at all), then the HTTP server.
 func run(ctx context.Context, ln net.Listener, log *slog.Logger) error {
 	s := chat.New(log)
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

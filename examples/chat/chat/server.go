@@ -110,11 +110,15 @@ func New(logger *slog.Logger) *Server {
 
 func (s *Server) newHub(b sse.Broker) *sse.Hub {
 	return &sse.Hub{
-		Broker:   b,
-		Logger:   s.log,
-		Recent:   RecentEvents,
-		Upgrader: s.upgrader,
-		Topics:   func(r *http.Request) []string { return []string{r.URL.Query().Get("room")} },
+		// Presence is who has a stream open, and serveEvents learns that a
+		// stream ended when ServeHTTP returns: a detached stream's returns
+		// as soon as it is detached.
+		DisableDetach: true,
+		Broker:        b,
+		Logger:        s.log,
+		Recent:        RecentEvents,
+		Upgrader:      s.upgrader,
+		Topics:        func(r *http.Request) []string { return []string{r.URL.Query().Get("room")} },
 		// Rooms are public: every room named may be read. A private room
 		// would check here that the request's session belongs to a member,
 		// and return sse.ErrUnauthorized without one.
