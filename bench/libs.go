@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"sync"
 	"sync/atomic"
 
@@ -272,11 +273,49 @@ type Server interface {
 	Close()
 }
 
-// NewServer returns lib's broadcast path.
-func NewServer(lib string) (Server, error) {
+// Options change a Server from its defaults, for the load tool's modes.
+// The zero value is every library's defaults.
+type Options struct {
+	// History, when positive, is ours' Hub.History and the reference's
+	// queue per subscriber (at least its 256).
+	History int
+	// BrokerHistory, when positive, is how many events ours' MemoryBroker
+	// keeps for replay.
+	BrokerHistory int
+	// Backpressure sets ours' Hub.Backpressure.
+	Backpressure bool
+	// HubBools sets boolean fields of ours' Hub by name (a switch that one
+	// version of the Hub has and another has not); a name the Hub lacks
+	// is an error.
+	HubBools map[string]bool
+}
+
+// Evicter is a Server that counts the subscribers it cut off (ours).
+type Evicter interface {
+	Evicted() int64
+}
+
+// NewServer returns lib's broadcast path, with its defaults.
+func NewServer(lib string) (Server, error) { return NewServerWith(lib, Options{}) }
+
+// NewServerWith returns lib's broadcast path, changed by o where lib has
+// the setting.
+func NewServerWith(lib string, o Options) (Server, error) {
 	switch lib {
 	case Ours:
 		h := &sse.Hub{Logger: quiet, Topics: func(*http.Request) []string { return []string{"t"} }}
+		h.History, h.Backpressure = o.History, o.Backpressure
+		if o.BrokerHistory > 0 {
+			h.Broker = &sse.MemoryBroker{History: o.BrokerHistory}
+		}
+		v := reflect.ValueOf(h).Elem()
+		for name, on := range o.HubBools {
+			f := v.FieldByName(name)
+			if !f.IsValid() || f.Kind() != reflect.Bool {
+				return nil, fmt.Errorf("bench: sse.Hub has no boolean field %s", name)
+			}
+			f.SetBool(on)
+		}
 		return oursServer{h}, nil
 	case GoSSE:
 		typ, err := gosse.NewType("update")
@@ -290,7 +329,7 @@ func NewServer(lib string) (Server, error) {
 		s.CreateStream("t")
 		return r3Server{s}, nil
 	case Reference:
-		return &refServer{subs: make(map[chan []byte]struct{}), done: make(chan struct{})}, nil
+		return &refServer{subs: make(map[chan []byte]struct{}), done: make(chan struct{}), queue: max(256, o.History)}, nil
 	}
 	return nil, errUnknown(lib)
 }
@@ -306,7 +345,14 @@ func (s oursServer) Publish(data []byte) error {
 	return err
 }
 
-func (s oursServer) Close() { _ = s.Hub.Close() }
+func (s oursServer) Close() {
+	_ = s.Hub.Close()
+	if b, ok := s.Hub.Broker.(*sse.MemoryBroker); ok {
+		_ = b.Close()
+	}
+}
+
+func (s oursServer) Evicted() int64 { return s.Hub.Stats().Evicted }
 
 type goSSEServer struct {
 	s   *gosse.Server
@@ -344,12 +390,13 @@ type refServer struct {
 	subs   map[chan []byte]struct{}
 	done   chan struct{}
 	closed bool
+	queue  int // slots per subscriber
 }
 
 func (s *refServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	refHeaders(w)
 	f, _ := w.(http.Flusher)
-	ch := make(chan []byte, 256)
+	ch := make(chan []byte, s.queue)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

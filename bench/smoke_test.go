@@ -100,3 +100,46 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestSmokeModes runs each mode of the load tool once, tiny: HTTP/2 idle,
+// a burst, a publisher with no window, a slow client. It checks that
+// each ran and, where a mode promises it, that nothing was lost.
+func TestSmokeModes(t *testing.T) {
+	ctx := context.Background()
+	results, err := fanout.Run(ctx, fanout.Config{Libs: []string{bench.Ours}, N: []int{20}, IdleOnly: true, H2: 8}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if r.Err != "" || r.Lost != 0 || r.FailedClients != 0 || r.GoroutinesPerConn <= 0 {
+			t.Errorf("%s: HTTP/2 idle: %+v", r.Lib, r)
+		}
+	}
+
+	for _, r := range fanout.Burst(ctx, []string{bench.Ours}, 20, 300, bench.Options{}, io.Discard) {
+		if r.Err != "" || r.AllHave == 0 || r.End.Lost != 0 || r.End.Dup != 0 || r.End.Failed != 0 || r.Evicted > 0 {
+			t.Errorf("%s: burst within the history: %+v", r.Lib, r)
+		}
+	}
+
+	// With Backpressure no event is lost; without, the small history
+	// may cut clients off, which resume.
+	rs := fanout.NoWindow(ctx, 10, 300, bench.Options{History: 16}, io.Discard)
+	if len(rs) != 2 {
+		t.Fatalf("no-window: %d results, want 2", len(rs))
+	}
+	for _, r := range rs {
+		if r.Err != "" {
+			t.Errorf("no-window %s: %s", r.Settings, r.Err)
+		}
+	}
+	if r := rs[1]; r.End.Lost != 0 || r.End.Dup != 0 || r.Evicted != 0 || r.AllHave == 0 {
+		t.Errorf("no-window %s: %+v", r.Settings, r)
+	}
+
+	for _, r := range fanout.Slow(ctx, []string{bench.Ours}, 10, 200, 500*time.Millisecond, 1, bench.Options{}, io.Discard) {
+		if r.Err != "" || r.Recorded != r.Events || r.End.Lost != 0 || r.End.Dup != 0 {
+			t.Errorf("slow=%t: %+v", r.Slow, r)
+		}
+	}
+}

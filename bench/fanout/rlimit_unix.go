@@ -17,3 +17,16 @@ func raiseFileLimit() (uint64, error) {
 	}
 	return l.Cur, nil
 }
+
+// smallReceiveBuffer is a net.Dialer Control that sets a 4 KiB receive
+// buffer before the connection is made, so that the window stays small and
+// a slow reader's lag reaches the server instead of kernel buffers.
+func smallReceiveBuffer(_, _ string, rc syscall.RawConn) error {
+	var err error
+	if cerr := rc.Control(func(fd uintptr) {
+		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+	}); cerr != nil {
+		return cerr
+	}
+	return err
+}

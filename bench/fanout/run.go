@@ -10,6 +10,7 @@ package fanout
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,21 +41,30 @@ type Config struct {
 	// MemProfile, when not empty, is the prefix of heap profiles written
 	// with the connections idle: MemProfile-lib-N.pprof.
 	MemProfile string
+	// IdleOnly stops each run after the idle measure.
+	IdleOnly bool
+	// H2, when positive, serves over TLS and HTTP/2, H2 streams per
+	// connection; the clients are streams.
+	H2      int
+	Options bench.Options // of every server
 }
 
 // Result is one library at one N.
 type Result struct {
-	Lib            string
-	N              int
-	Published      int64         // events of the back-to-back phase
-	DeliveredPerS  float64       // client events per second in that phase
-	P50, P99       time.Duration // slowest client's latency, single broadcasts
-	BytesPerConn   float64       // server HeapInuse+StackInuse per idle connection
-	StackPerConn   float64       // the StackInuse part of BytesPerConn
-	Lost, Dup      int64         // events missed / duplicated, all clients, all phases
-	FailedClients  int64         // clients whose stream ended early
-	LatencySamples int
-	Err            string // why the run stopped early; the numbers are then partial
+	Lib           string
+	N             int
+	Published     int64         // events of the back-to-back phase
+	DeliveredPerS float64       // client events per second in that phase
+	P50, P99      time.Duration // slowest client's latency, single broadcasts
+	BytesPerConn  float64       // server HeapInuse+StackInuse per idle connection
+	StackPerConn  float64       // the StackInuse part of BytesPerConn
+	// GoroutinesPerConn is the server process's goroutines per idle
+	// connection, above those before the server started.
+	GoroutinesPerConn float64
+	Lost, Dup         int64 // events missed / duplicated, all clients, all phases
+	FailedClients     int64 // clients whose stream ended early
+	LatencySamples    int
+	Err               string // why the run stopped early; the numbers are then partial
 }
 
 // payloadPad fills an event to about 100 bytes of data, like the JSON event
@@ -84,8 +94,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) ([]Result, error) {
 			if ctx.Err() != nil {
 				return results, ctx.Err()
 			}
-			fmt.Fprintf(log, "%-9s N=%-6d %12.0f delivered/s  p50 %-10v p99 %-10v %7.0f B/conn (stacks %5.0f)  lost %d dup %d failed %d\n",
-				r.Lib, r.N, r.DeliveredPerS, r.P50, r.P99, r.BytesPerConn, r.StackPerConn, r.Lost, r.Dup, r.FailedClients)
+			fmt.Fprintf(log, "%-9s N=%-6d %12.0f delivered/s  p50 %-10v p99 %-10v %7.0f B/conn (stacks %5.0f, goroutines %.3f)  lost %d dup %d failed %d\n",
+				r.Lib, r.N, r.DeliveredPerS, r.P50, r.P99, r.BytesPerConn, r.StackPerConn, r.GoroutinesPerConn, r.Lost, r.Dup, r.FailedClients)
 			results = append(results, r)
 		}
 	}
@@ -109,24 +119,31 @@ func settle(goroutines int) {
 	}
 }
 
+// SourceOffset shifts the loopback source address of every run's clients,
+// so that two tools running at once do not share ports.
+var SourceOffset int
+
 // child is the parent's end of the clients' process.
 type child struct {
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
-	min     atomic.Int64 // lowest sequence number every client has
+	min     atomic.Int64 // lowest sequence number every client (not slow) has
 	replies chan string
 }
 
-func startChild(ctx context.Context, addr string, n, run int) (*child, error) {
+func startChild(ctx context.Context, addr string, n, run int, opts childOpts) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	// Each run dials from its own loopback address, so that no run waits
 	// for the ports of the one before.
+	run += SourceOffset
 	local := fmt.Sprintf("127.0.%d.%d", 1+run/250, 1+run%250)
 	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join([]string{addr, bench.StreamPath, strconv.Itoa(n), local}, " "))
+	cmd.Env = append(os.Environ(),
+		childEnv+"="+strings.Join([]string{addr, bench.StreamPath, strconv.Itoa(n), local}, " "),
+		optsEnv+"="+opts.String())
 	cmd.Stderr = os.Stderr
 	c := &child{cmd: cmd, replies: make(chan string, 16)}
 	if c.stdin, err = cmd.StdinPipe(); err != nil {
@@ -189,91 +206,184 @@ func (c *child) stop() {
 	}
 }
 
-func runOne(ctx context.Context, cfg Config, lib string, n, run int) (Result, error) {
-	r := Result{Lib: lib, N: n}
-	goroutines := runtime.NumGoroutine()
-	before, stacksBefore := memInUse()
-	srv, err := bench.NewServer(lib)
+// session is one library's server with n clients in a child process.
+type session struct {
+	srv        bench.Server
+	hs         *http.Server
+	c          *child
+	n          int
+	seq        int64 // the last event published
+	goroutines int   // before the server started
+	before     uint64
+	stacks     uint64          // StackInuse in before
+	ctx        context.Context // ends with the session
+	cancel     context.CancelFunc
+}
+
+// open starts lib's server (over TLS and HTTP/2 when co.H2 is set) and a
+// child with n clients, and waits until every one is connected. sndbuf,
+// when positive, fixes the send buffer of the server's sockets, so that a
+// slow client's lag reaches the server's memory instead of the kernel's.
+// The session lasts at most 3 min, 8 min when co.long is set.
+func open(ctx context.Context, lib string, n, run int, o bench.Options, co childOpts, sndbuf int) (*session, error) {
+	s := &session{n: n, goroutines: runtime.NumGoroutine()}
+	s.before, s.stacks = memInUse()
+	srv, err := bench.NewServerWith(lib, o)
 	if err != nil {
-		return r, err
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return r, err
-	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = hs.Serve(ln) }()
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	c, err := startChild(ctx, ln.Addr().String(), n, run)
-	if err != nil {
-		_ = hs.Close()
 		srv.Close()
-		return r, err
+		return nil, err
 	}
-	defer func() {
-		c.stop()
-		settle(goroutines + 8) // the handlers see their clients leave
+	if sndbuf > 0 {
+		ln = sendBufferListener{ln.(*net.TCPListener), sndbuf}
+	}
+	s.srv = srv
+	s.hs = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: quietLog}
+	if co.H2 > 0 {
+		cert, err := selfSigned()
+		if err != nil {
+			_ = ln.Close()
+			srv.Close()
+			return nil, err
+		}
+		s.hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+		s.hs.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: co.H2}
+		go func() { _ = s.hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { _ = s.hs.Serve(ln) }()
+	}
+	limit := 3 * time.Minute
+	if co.long {
+		limit = 8 * time.Minute
+	}
+	s.ctx, s.cancel = context.WithTimeout(ctx, limit)
+	ctx = s.ctx
+	if s.c, err = startChild(ctx, ln.Addr().String(), n, run, co); err != nil {
+		_ = s.hs.Close()
 		srv.Close()
-		_ = hs.Close()
-		settle(goroutines + 8)
-	}()
-	if _, err := c.ask("", time.Minute); err != nil { // "c n": all connected
-		return r, err
+		s.cancel()
+		return nil, err
 	}
+	if _, err := s.c.ask("", time.Minute); err != nil { // "c n": all connected
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
 
-	seq := int64(0)
-	publish := func() error {
-		seq++
-		return srv.Publish([]byte(strconv.FormatInt(seq, 10) + " " + strconv.FormatInt(time.Now().UnixNano(), 10) + " " + payloadPad))
-	}
-	// Subscribers register asynchronously: publish until all have one,
-	// ever less often, so as not to bury a slow library under probes.
+// close ends the clients, then the server, and waits for their goroutines.
+func (s *session) close() {
+	s.c.stop()
+	settle(s.goroutines + 8) // the handlers see their clients leave
+	s.srv.Close()
+	_ = s.hs.Close()
+	settle(s.goroutines + 8)
+	s.cancel()
+}
+
+// publishAt publishes the next event, stamped with t.
+func (s *session) publishAt(t time.Time) error {
+	s.seq++
+	return s.srv.Publish([]byte(strconv.FormatInt(s.seq, 10) + " " + strconv.FormatInt(t.UnixNano(), 10) + " " + payloadPad))
+}
+
+func (s *session) publish() error { return s.publishAt(time.Now()) }
+
+// probe publishes until every client has an event, then waits until all
+// have the last one. Subscribers register asynchronously: the probes come
+// ever less often, so as not to bury a slow library.
+func (s *session) probe() error {
 	wait := 20 * time.Millisecond
-	for deadline := time.Now().Add(2 * time.Minute); c.min.Load() == 0; {
+	for deadline := time.Now().Add(2 * time.Minute); s.c.min.Load() == 0; {
 		if time.Now().After(deadline) {
-			return r, errors.New("not every client got an event in 2 min")
+			return errors.New("not every client got an event in 2 min")
 		}
-		if err := publish(); err != nil {
-			return r, err
+		if err := s.publish(); err != nil {
+			return err
 		}
-		for end := time.Now().Add(wait); c.min.Load() == 0 && time.Now().Before(end); {
+		for end := time.Now().Add(wait); s.c.min.Load() == 0 && time.Now().Before(end); {
 			time.Sleep(time.Millisecond)
 		}
 		wait = min(2*wait, time.Second)
 	}
-	if err := waitMin(c, seq); err != nil {
+	return waitMin(s.c, s.seq)
+}
+
+// idle measures the server with every client connected and idle, after
+// GC: HeapInuse+StackInuse, its StackInuse part, and goroutines, each per
+// client, above what the process had before the server started.
+func (s *session) idle() (bytes, stacks, goroutines float64) {
+	time.Sleep(100 * time.Millisecond)
+	after, stacksAfter := memInUse()
+	g := runtime.NumGoroutine()
+	n := float64(s.n)
+	return (float64(after) - float64(s.before)) / n, (float64(stacksAfter) - float64(s.stacks)) / n, float64(g-s.goroutines) / n
+}
+
+// end asks the clients what they missed of 1..seq.
+func (s *session) end() (endReport, error) {
+	reply, err := s.c.ask(fmt.Sprint("e ", s.seq), 15*time.Second)
+	if err != nil {
+		return endReport{}, err
+	}
+	e, err := parseEndReport(reply)
+	if err != nil {
+		return e, fmt.Errorf("bad reply %q", reply)
+	}
+	return e, nil
+}
+
+// evicted is the server's count of subscribers cut off, or -1 when the
+// library keeps none.
+func (s *session) evicted() int64 {
+	if e, ok := s.srv.(bench.Evicter); ok {
+		return e.Evicted()
+	}
+	return -1
+}
+
+func runOne(ctx context.Context, cfg Config, lib string, n, run int) (Result, error) {
+	r := Result{Lib: lib, N: n}
+	s, err := open(ctx, lib, n, run, cfg.Options, childOpts{H2: cfg.H2}, 0)
+	if err != nil {
+		return r, err
+	}
+	defer s.close()
+	if err := s.probe(); err != nil {
 		return r, err
 	}
 
 	// Idle connections: the server's memory, everything delivered.
-	time.Sleep(100 * time.Millisecond)
-	after, stacksAfter := memInUse()
-	r.BytesPerConn = (float64(after) - float64(before)) / float64(n)
-	r.StackPerConn = (float64(stacksAfter) - float64(stacksBefore)) / float64(n)
+	r.BytesPerConn, r.StackPerConn, r.GoroutinesPerConn = s.idle()
 	if cfg.MemProfile != "" {
 		if err := writeHeapProfile(fmt.Sprintf("%s-%s-%d.pprof", cfg.MemProfile, lib, n)); err != nil {
 			return r, err
 		}
 	}
+	if cfg.IdleOnly {
+		return r, r.end(s)
+	}
 
 	// Single broadcasts: the slowest client's latency.
 	lats := make([]time.Duration, 0, cfg.Broadcasts)
 	for range cfg.Broadcasts {
-		if err := publish(); err != nil {
+		if err := s.publish(); err != nil {
 			return r, err
 		}
-		reply, err := c.ask(fmt.Sprint("w ", seq), 15*time.Second)
+		reply, err := s.c.ask(fmt.Sprint("w ", s.seq), 15*time.Second)
 		if err != nil {
 			return r, err
 		}
 		var got, worst int64
 		var reached int
-		if _, err := fmt.Sscanf(reply, "l %d %d %d", &got, &worst, &reached); err != nil || got != seq {
+		if _, err := fmt.Sscanf(reply, "l %d %d %d", &got, &worst, &reached); err != nil || got != s.seq {
 			return r, fmt.Errorf("bad reply %q", reply)
 		}
 		if reached != n {
-			return r, fmt.Errorf("broadcast %d reached %d of %d clients in 10 s", seq, reached, n)
+			return r, fmt.Errorf("broadcast %d reached %d of %d clients in 10 s", s.seq, reached, n)
 		}
 		lats = append(lats, time.Duration(worst))
 	}
@@ -287,34 +397,48 @@ func runOne(ctx context.Context, cfg Config, lib string, n, run int) (Result, er
 	// Back to back: publish as fast as the library takes it, never more
 	// than the window ahead of the slowest client.
 	window := int64(max(1, min(cfg.Window, MaxInFlight/n)))
-	first := seq + 1
+	first := s.seq + 1
 	start := time.Now()
-	for time.Since(start) < cfg.Duration && seq-first+1 < int64(cfg.MaxEvents) {
-		for seq-c.min.Load() >= window {
+	for time.Since(start) < cfg.Duration && s.seq-first+1 < int64(cfg.MaxEvents) {
+		for s.seq-s.c.min.Load() >= window {
 			if time.Since(start) > cfg.Duration+30*time.Second {
-				return r, fmt.Errorf("the slowest client is stuck at %d of %d", c.min.Load(), seq)
+				return r, fmt.Errorf("the slowest client is stuck at %d of %d", s.c.min.Load(), s.seq)
 			}
 			time.Sleep(20 * time.Microsecond)
 		}
-		if err := publish(); err != nil {
+		if err := s.publish(); err != nil {
 			return r, err
 		}
 	}
-	if err := waitMin(c, seq); err != nil {
+	if err := waitMin(s.c, s.seq); err != nil {
 		return r, err
 	}
 	elapsed := time.Since(start)
-	r.Published = seq - first + 1
+	r.Published = s.seq - first + 1
 	r.DeliveredPerS = float64(r.Published) * float64(n) / elapsed.Seconds()
+	return r, r.end(s)
+}
 
-	reply, err := c.ask(fmt.Sprint("e ", seq), 15*time.Second)
+// end fills in the loss check.
+func (r *Result) end(s *session) error {
+	e, err := s.end()
+	r.Lost, r.Dup, r.FailedClients = e.Lost, e.Dup, e.Failed
+	return err
+}
+
+// sendBufferListener sets the send buffer of every connection it accepts.
+type sendBufferListener struct {
+	*net.TCPListener
+	size int
+}
+
+func (l sendBufferListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
 	if err != nil {
-		return r, err
+		return nil, err
 	}
-	if _, err := fmt.Sscanf(reply, "r %d %d %d", &r.Lost, &r.Dup, &r.FailedClients); err != nil {
-		return r, fmt.Errorf("bad reply %q", reply)
-	}
-	return r, nil
+	_ = c.SetWriteBuffer(l.size)
+	return c, nil
 }
 
 func writeHeapProfile(name string) error {

@@ -8,6 +8,14 @@
 //
 //	go run ./cmd/fanout -n 100,1000,5000,10000
 //	go run ./cmd/fanout -short   # the CI smoke: N=50, about a second a library
+//
+// Other modes (-mode) measure one property each:
+//
+//	-mode idle -n 10000,19000        # memory and goroutines per idle connection only
+//	-mode idle -h2 1000 -n 10000     # the same for HTTP/2 streams, 1,000 per TLS connection
+//	-mode burst -n 1000 -events 10000 # 10,000 events back to back, no window
+//	-mode nowindow -n 1000 -events 20000 # ours, default against Backpressure, resuming clients
+//	-mode slow -n 1000 -rate 100 -duration 20s # one client reading at a tenth of the rate
 package main
 
 import (
@@ -46,12 +54,34 @@ func run() int {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the servers' process to `file`")
 	memprofilerate := flag.Int("memprofilerate", 0, "runtime.MemProfileRate for -memprofile: 1 records every allocation (slow); 0 keeps Go's default")
 	short := flag.Bool("short", false, "CI smoke: N=50, 1 s, 10 broadcasts")
+	mode := flag.String("mode", "fanout", "fanout, idle, burst, nowindow or slow (see the package doc)")
+	h2 := flag.Int("h2", 0, "serve HTTP/2 over TLS with this many streams per connection (fanout and idle modes)")
+	events := flag.Int("events", 10000, "events of a burst (burst and nowindow modes)")
+	rate := flag.Float64("rate", 100, "events per second of the slow mode's publisher")
+	repeat := flag.Int("repeat", 1, "slow mode: runs without and with the slow client, alternated, per library")
+	history := flag.Int("history", 0, "ours: Hub.History (0: its default; burst mode: at least -events)")
+	hubBools := flag.String("hub", "", "ours: boolean Hub fields to set, as Name=true,Other=false")
+	flag.IntVar(&fanout.SourceOffset, "source-offset", 0, "shift the clients' loopback source addresses, for two tools at once")
 	flag.Parse()
 	if *memprofilerate > 0 {
 		runtime.MemProfileRate = *memprofilerate
 	}
 
-	cfg := fanout.Config{Libs: strings.Split(*libs, ","), Duration: *dur, Broadcasts: *broadcasts, Window: *window, MemProfile: *memprofile}
+	opts := bench.Options{History: *history}
+	if *hubBools != "" {
+		opts.HubBools = map[string]bool{}
+		for _, kv := range strings.Split(*hubBools, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			on, err := strconv.ParseBool(v)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "fanout: bad -hub %q\n", kv)
+				return 2
+			}
+			opts.HubBools[k] = on
+		}
+	}
+	cfg := fanout.Config{Libs: strings.Split(*libs, ","), Duration: *dur, Broadcasts: *broadcasts, Window: *window,
+		MemProfile: *memprofile, IdleOnly: *mode == "idle", H2: *h2, Options: opts}
 	if *short {
 		*ns, cfg.Duration, cfg.Broadcasts = "50", time.Second, 10
 	}
@@ -63,6 +93,7 @@ func run() int {
 		}
 		cfg.N = append(cfg.N, n)
 	}
+	fmt.Printf("<!-- %s -->\n", strings.Join(os.Args[1:], " "))
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err == nil {
@@ -76,12 +107,38 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	switch *mode {
+	case "fanout", "idle":
+	case "burst", "nowindow":
+		for _, n := range cfg.N {
+			var rs []fanout.BurstResult
+			if *mode == "burst" {
+				rs = fanout.Burst(ctx, cfg.Libs, n, *events, opts, os.Stderr)
+			} else {
+				rs = fanout.NoWindow(ctx, n, *events, opts, os.Stderr)
+			}
+			printBurst(rs)
+		}
+		return 0
+	case "slow":
+		for _, n := range cfg.N {
+			printSlow(fanout.Slow(ctx, cfg.Libs, n, *rate, *dur, *repeat, opts, os.Stderr))
+		}
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "fanout: unknown -mode %q\n", *mode)
+		return 2
+	}
 	code := 0
 	for _, n := range cfg.N { // each N has its own bound on events
 		c := cfg
 		c.N, c.MaxEvents = []int{n}, max(1, *maxDeliveries/n)
 		results, err := fanout.Run(ctx, c, os.Stderr)
-		printTable(results)
+		if cfg.IdleOnly {
+			printIdle(results)
+		} else {
+			printTable(results)
+		}
 		if err != nil { // interrupted
 			fmt.Fprintln(os.Stderr, "fanout:", err)
 			return 1
@@ -130,6 +187,82 @@ func printTable(results []fanout.Result) {
 			r.BytesPerConn, r.Lost, r.Dup, r.Published)
 		if r.Err != "" {
 			fmt.Fprintf(w, "| %s\t %d\t error: %s\t\n", r.Lib, r.N, r.Err)
+		}
+	}
+	_ = w.Flush()
+}
+
+// printIdle prints the idle measure of one N.
+func printIdle(results []fanout.Result) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(w, "| lib\t N\t B/idle conn\t of which stacks\t goroutines/conn\t lost\t failed\t")
+	fmt.Fprintln(w, "|---\t---\t---\t---\t---\t---\t---\t")
+	for _, r := range results {
+		fmt.Fprintf(w, "| %s\t %d\t %.0f\t %.0f\t %.3f\t %d\t %d\t\n", r.Lib, r.N, r.BytesPerConn, r.StackPerConn, r.GoroutinesPerConn, r.Lost, r.FailedClients)
+		if r.Err != "" {
+			fmt.Fprintf(w, "| %s\t %d\t error: %s\t\n", r.Lib, r.N, r.Err)
+		}
+	}
+	_ = w.Flush()
+}
+
+// printBurst prints bursts of one N.
+func printBurst(rs []fanout.BurstResult) {
+	var ref time.Duration
+	for _, r := range rs {
+		if r.Lib == bench.Reference {
+			ref = r.AllHave
+		}
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(w, "| lib\t settings\t N\t events\t publish took\t last client has last event\t ×ref\t evicted\t lost\t dup\t clients lossy\t clients failed\t reconnects\t resets\t")
+	fmt.Fprintln(w, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	for _, r := range rs {
+		all, x := "never", "–"
+		if r.AllHave > 0 {
+			all = r.AllHave.Round(time.Millisecond).String()
+			if ref > 0 {
+				x = fmt.Sprintf("%.2f", float64(r.AllHave)/float64(ref))
+			}
+		}
+		ev := "–"
+		if r.Evicted >= 0 {
+			ev = strconv.FormatInt(r.Evicted, 10)
+		}
+		fmt.Fprintf(w, "| %s\t %s\t %d\t %d\t %v\t %s\t %s\t %s\t %d\t %d\t %d\t %d\t %d\t %d\t\n",
+			r.Lib, r.Settings, r.N, r.Events, r.Publish.Round(time.Millisecond), all, x, ev, r.End.Lost, r.End.Dup, r.End.Lossy, r.End.Failed, r.End.Reconnects, r.End.Resets)
+		if r.Err != "" {
+			fmt.Fprintf(w, "| %s\t error: %s\t\n", r.Lib, r.Err)
+		}
+	}
+	_ = w.Flush()
+}
+
+// printSlow prints the slow-client runs of one N.
+func printSlow(rs []fanout.SlowResult) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(w, "| lib\t N\t slow client\t rate/s\t events due\t published\t others' slowest p50\t p99\t p99 × without\t max\t server heap+stack\t × without\t slow behind at end\t evicted\t reconnects\t resets\t lost (others)\t dup\t")
+	fmt.Fprintln(w, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	var base fanout.SlowResult
+	for _, r := range rs {
+		if !r.Slow {
+			base = r
+		}
+		ratio := func(a, b float64) string {
+			if b == 0 || base.Lib != r.Lib {
+				return "–"
+			}
+			return fmt.Sprintf("%.2f", a/b)
+		}
+		ev := "–"
+		if r.Evicted >= 0 {
+			ev = strconv.FormatInt(r.Evicted, 10)
+		}
+		fmt.Fprintf(w, "| %s\t %d\t %t\t %.0f\t %d\t %d\t %v\t %v\t %s\t %v\t %.0f\t %s\t %d\t %s\t %d\t %d\t %d\t %d\t\n",
+			r.Lib, r.N, r.Slow, r.Rate, r.Events, r.Published, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), ratio(float64(r.P99), float64(base.P99)),
+			r.Max.Round(time.Microsecond), r.HeapTotal, ratio(r.HeapTotal, base.HeapTotal), r.SlowBehind, ev, r.End.Reconnects, r.End.Resets, r.End.Lost, r.End.Dup)
+		if r.Err != "" {
+			fmt.Fprintf(w, "| %s\t error: %s\t\n", r.Lib, r.Err)
 		}
 	}
 	_ = w.Flush()
