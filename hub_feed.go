@@ -64,6 +64,10 @@ func (h *Hub) deliver(t *hubTopic, e Entry) {
 			continue
 		}
 		if s.next[i] < cut {
+			// Marked before t.mu is let go, with the ring cut below: a
+			// writer that takes before evictLocked runs must not send the
+			// events after the hole.
+			s.evicted.Store(true)
 			evict = append(evict, s)
 			continue
 		}

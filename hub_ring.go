@@ -99,6 +99,7 @@ func (h *Hub) take(s *subscriber, b []*PreparedMessage) []*PreparedMessage {
 	// already, and none taken from one topic can pass an event of another
 	// that is still on its way.
 	limit := h.seq.Load()
+	n := len(b)
 	for i, t := range s.feeds {
 		t.mu.Lock()
 		if _, ok := t.subs[s]; !ok {
@@ -107,7 +108,15 @@ func (h *Hub) take(s *subscriber, b []*PreparedMessage) []*PreparedMessage {
 			t.mu.Unlock()
 			continue
 		}
-		p := max(s.next[i], t.ring.start) // a cursor out of the ring is evicted: deliver saw it
+		p := s.next[i]
+		if s.evicted.Load() || p < t.ring.start {
+			// Events s has not sent are gone: it is being evicted, and
+			// sends nothing more, of any topic, so that its client's last
+			// id stays before the hole and its replay fills it.
+			t.mu.Unlock()
+			clear(b[n:])
+			return b[:n]
+		}
 		for ; p < t.ring.end; p++ {
 			pm := t.ring.at(p)
 			if len(s.feeds) > 1 && pm.seq > limit {
