@@ -340,9 +340,11 @@ func isNoSuchKey(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "no such key")
 }
 
-// Replay implements [sse.Broker]. Each topic is read atomically (XINFO
-// STREAM and XRANGE in one MULTI), the topics one after the other; events
-// of several topics are merged by id, which for Redis ids is time order.
+// Replay implements [sse.Broker]. The topics are read in one script call
+// (XINFO STREAM and XRANGE of each), so at one moment: no event of one is
+// missing while a later one of another is there, which a client resuming
+// from one id would pass. Events of several topics are merged by id, which
+// for Redis ids is time order.
 // It answers an [*sse.HistoryGapError] with reason [sse.GapUnknown] when
 // after is not a stream id or no topic knows it (not an entry, nor a
 // position given out), and [sse.GapExpired] when a topic lost entries after
@@ -356,30 +358,23 @@ func (b *Broker) Replay(ctx context.Context, topics []string, after string) ([]s
 		return nil, nil, &sse.HistoryGapError{Reason: sse.GapUnknown, Err: fmt.Errorf("sseredis: last event ID %q is not a stream id", after)}
 	}
 	known := a == streamID{}
+	res, err := b.snapshot(ctx, topics, "replay", after)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sseredis: replay of %q: %w", topics, err)
+	}
 	heads := make([]string, len(topics))
 	var all []idEntry
 	for i, topic := range topics {
-		key := b.key(topic)
-		pipe := b.Client.TxPipeline()
-		info := pipe.XInfoStream(ctx, key)
-		at := pipe.XRangeN(ctx, key, after, after, 1)
-		rest := pipe.XRange(ctx, key, "("+after, "+")
-		_, _ = pipe.Exec(ctx) // errors are the commands'
-		for _, err := range []error{info.Err(), at.Err(), rest.Err()} {
-			if err != nil && !isNoSuchKey(err) {
-				return nil, nil, fmt.Errorf("sseredis: replay of %q: %w", topic, err)
-			}
-		}
-		if info.Err() != nil {
-			heads[i] = emptyPosition // no stream, so nothing to replay either
+		heads[i] = emptyPosition // no stream, so nothing to replay either
+		if res[i] == nil {
 			continue
 		}
-		st := info.Val()
+		st, at, rest := res[i].info, res[i].xs[0], res[i].xs[1]
 		if err := lost(st, a); err != nil {
 			return nil, nil, &sse.HistoryGapError{Reason: sse.GapExpired, Err: fmt.Errorf("sseredis: topic %q: %w", topic, err)}
 		}
-		known = known || len(at.Val()) > 0 || after == st.LastGeneratedID || after == st.MaxDeletedEntryID
-		for _, x := range rest.Val() {
+		known = known || len(at) > 0 || after == st.LastGeneratedID || after == st.MaxDeletedEntryID
+		for _, x := range rest {
 			id, _ := parseID(x.ID)
 			all = append(all, idEntry{id, entry(topic, x)})
 		}

@@ -500,15 +500,24 @@ func readReply(v any) ([]redis.XMessage, *redis.XInfoStream, error) {
 	if !ok || len(pair) != 2 {
 		return nil, nil, errors.New("unexpected reply")
 	}
-	raw, ok := pair[0].([]any)
+	xs, err := scriptEntries(pair[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	return xs, scriptInfo(pair[1]), nil
+}
+
+// scriptEntries parses the reply of an XRANGE or XREVRANGE in a script.
+func scriptEntries(v any) ([]redis.XMessage, error) {
+	raw, ok := v.([]any)
 	if !ok {
-		return nil, nil, errors.New("unexpected entries")
+		return nil, errors.New("unexpected entries")
 	}
 	xs := make([]redis.XMessage, 0, len(raw))
 	for _, r := range raw {
 		x, ok := r.([]any)
 		if !ok || len(x) != 2 {
-			return nil, nil, errors.New("unexpected entry")
+			return nil, errors.New("unexpected entry")
 		}
 		id, _ := x[0].(string)
 		kv, _ := x[1].([]any)
@@ -520,9 +529,15 @@ func readReply(v any) ([]redis.XMessage, *redis.XInfoStream, error) {
 		}
 		xs = append(xs, redis.XMessage{ID: id, Values: values})
 	}
-	flat, ok := pair[1].([]any)
+	return xs, nil
+}
+
+// scriptInfo parses the reply of an XINFO STREAM in a script, as far as
+// head and lost need it; nil for none (false).
+func scriptInfo(v any) *redis.XInfoStream {
+	flat, ok := v.([]any)
 	if !ok {
-		return xs, nil, nil // false: no XINFO
+		return nil
 	}
 	st := &redis.XInfoStream{}
 	for j := 0; j+1 < len(flat); j += 2 {
@@ -540,7 +555,11 @@ func readReply(v any) ([]redis.XMessage, *redis.XInfoStream, error) {
 			if e, ok := flat[j+1].([]any); ok && len(e) > 0 {
 				st.FirstEntry.ID, _ = e[0].(string)
 			}
+		case "last-entry":
+			if e, ok := flat[j+1].([]any); ok && len(e) > 0 {
+				st.LastEntry.ID, _ = e[0].(string)
+			}
 		}
 	}
-	return xs, st, nil
+	return st
 }
