@@ -2,6 +2,7 @@ package sseredis_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -153,5 +154,32 @@ func TestLaggingFeedAcrossRestartWithoutPersistence(t *testing.T) {
 	s := b.subscribe(t, "topic=t", last.id)
 	if e := s.next(t); e.typ != "reset" {
 		t.Fatalf("resuming after e4: got %+v, want the reset event", e)
+	}
+}
+
+// As TestLaggingFeedAcrossRestartWithoutPersistence, but the stream made
+// anew gains more entries than the feed had read before it reads again,
+// so that no count of entries tells it was made anew: the feed still
+// finds it new, and a replay after e4 still answers a gap.
+func TestLaggingFeedAcrossRestartWithoutPersistenceCaughtUp(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, false)
+	a, b, h, live, _ := lagPair(t, srv)
+	a.publish(t, "t", seq("e", 1, 4)...)
+	last := live.expect(t, seq("e", 1, 4)...)[3]
+	h.hold()
+	a.publish(t, "t", seq("e", 5, 7)...)
+	srv.Stop(syscall.SIGKILL)
+	srv.Restart(t)
+	publishAfterRestart(t, a, seq("e", 8, 12)...)
+	h.release()
+	got, ended := live.consecutive(t, "e", 4, 12)
+	if !ended {
+		t.Fatalf("got %+v after e4, though e5 to e7 are gone", got)
+	}
+	_, _, err := b.broker.Replay(context.Background(), []string{"t"}, last.id)
+	var gap *sse.HistoryGapError
+	if !errors.As(err, &gap) {
+		t.Fatalf("Replay after e4 (%s) of the lost history: %v, want a *sse.HistoryGapError", last.id, err)
 	}
 }
