@@ -137,20 +137,7 @@ func TestResumeOnLaggingNodeNeverStalls(t *testing.T) {
 // e4 to e8.
 func TestLaggingFeedAcrossRestartWithoutPersistence(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t, false)
-	a, b, h, live, _ := lagPair(t, srv)
-	a.publish(t, "t", seq("e", 1, 4)...)
-	last := live.expect(t, seq("e", 1, 4)...)[3]
-	h.hold()
-	a.publish(t, "t", seq("e", 5, 7)...)
-	srv.Stop(syscall.SIGKILL)
-	srv.Restart(t)
-	publishAfterRestart(t, a, seq("e", 8, 9)...)
-	h.release()
-	got, ended := live.consecutive(t, "e", 4, 9)
-	if !ended {
-		t.Fatalf("got %+v after e4, though e5 to e7 are gone", got)
-	}
+	b, last := lostLaggingEvents(t, 9)
 	s := b.subscribe(t, "topic=t", last.id)
 	if e := s.next(t); e.typ != "reset" {
 		t.Fatalf("resuming after e4: got %+v, want the reset event", e)
@@ -163,6 +150,20 @@ func TestLaggingFeedAcrossRestartWithoutPersistence(t *testing.T) {
 // finds it new, and a replay after e4 still answers a gap.
 func TestLaggingFeedAcrossRestartWithoutPersistenceCaughtUp(t *testing.T) {
 	t.Parallel()
+	b, last := lostLaggingEvents(t, 12)
+	_, _, err := b.broker.Replay(context.Background(), []string{"t"}, last.id)
+	var gap *sse.HistoryGapError
+	if !errors.As(err, &gap) {
+		t.Fatalf("Replay after e4 (%s) of the lost history: %v, want a *sse.HistoryGapError", last.id, err)
+	}
+}
+
+// lostLaggingEvents delivers e1 to e4 on topic t to a live client of node
+// b, holds b's reads while e5 to e7 are published, restarts Redis without
+// persistence, publishes e8 to e<upTo>, and checks that the client gets no
+// event after e4 but is cut off. It returns b and e4.
+func lostLaggingEvents(t *testing.T, upTo int) (*node, event) {
+	t.Helper()
 	srv := redistest.Start(t, false)
 	a, b, h, live, _ := lagPair(t, srv)
 	a.publish(t, "t", seq("e", 1, 4)...)
@@ -171,15 +172,11 @@ func TestLaggingFeedAcrossRestartWithoutPersistenceCaughtUp(t *testing.T) {
 	a.publish(t, "t", seq("e", 5, 7)...)
 	srv.Stop(syscall.SIGKILL)
 	srv.Restart(t)
-	publishAfterRestart(t, a, seq("e", 8, 12)...)
+	publishAfterRestart(t, a, seq("e", 8, upTo)...)
 	h.release()
-	got, ended := live.consecutive(t, "e", 4, 12)
+	got, ended := live.consecutive(t, "e", 4, upTo)
 	if !ended {
 		t.Fatalf("got %+v after e4, though e5 to e7 are gone", got)
 	}
-	_, _, err := b.broker.Replay(context.Background(), []string{"t"}, last.id)
-	var gap *sse.HistoryGapError
-	if !errors.As(err, &gap) {
-		t.Fatalf("Replay after e4 (%s) of the lost history: %v, want a *sse.HistoryGapError", last.id, err)
-	}
+	return b, last
 }
