@@ -15,6 +15,7 @@ package sseredis
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,8 +55,11 @@ const emptyPosition = "0-0"
 // Broker implements [sse.Broker] on Redis Streams. Give each [sse.Hub] one
 // of its own; every node of a deployment uses the same Redis and Prefix.
 //
-// Keys: topic T is the stream Prefix+"topic:"+T, and Prefix+"lastid" holds
-// the last id given out. Publish runs a script that picks an id the way
+// Keys: topic T is the stream Prefix+"topic:"+T, Prefix+"lastid" holds
+// the last id given out, and Prefix+"epoch" a random value that Publish
+// and Subscribe set when it is missing: a feed that finds another value,
+// or none, knows Redis lost its data (a restart without persistence) and
+// reports a gap, however many entries the streams made anew hold. Publish runs a script that picks an id the way
 // XADD "*" does (server time in ms, then a sequence) but across all topics
 // of the Prefix, XADDs the event with an approximate MAXLEN bound, and
 // publishes its id on the Pub/Sub channel Prefix+"wake:"+T: so ids are
@@ -144,6 +148,14 @@ func (b *Broker) idKey() string {
 	return b.prefix() + "lastid"
 }
 
+// epochKey holds a random value that Publish and Subscribe set when it is
+// missing: a Redis that lost its data (a restart without persistence, a
+// flush) has another one, or none, which tells a feed that what it had
+// yet to read is gone, however many entries the streams made anew have.
+func (b *Broker) epochKey() string {
+	return b.prefix() + "epoch"
+}
+
 func (b *Broker) prefix() string {
 	if b.Prefix == "" {
 		return DefaultPrefix
@@ -203,8 +215,8 @@ func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (stri
 	if maxLen == 0 {
 		maxLen = DefaultMaxLen
 	}
-	args := append([]any{maxLen, b.wakeChannel(topic)}, entryFields(m)...)
-	id, err := publish.Run(ctx, b.Client, []string{b.key(topic), b.idKey()}, args...).Text()
+	args := append([]any{maxLen, b.wakeChannel(topic), rand.Text()}, entryFields(m)...)
+	id, err := publish.Run(ctx, b.Client, []string{b.key(topic), b.idKey(), b.epochKey()}, args...).Text()
 	if err != nil {
 		return "", fmt.Errorf("sseredis: publish on %q: %w", topic, err)
 	}
@@ -216,8 +228,9 @@ func (b *Broker) Publish(ctx context.Context, topic string, m sse.Message) (stri
 // only unique within a stream, and a client subscribed to several topics
 // resumes from one id, which must place it in all of them. The id is made
 // as Redis makes its own, from the server's clock, keeping the last one in
-// KEYS[2]. ARGV[1] is the MAXLEN bound (negative: none), ARGV[2] the
-// channel that wakes the topic's readers up; then the fields.
+// KEYS[2]. It sets the epoch KEYS[3] to ARGV[3] if it is missing. ARGV[1]
+// is the MAXLEN bound (negative: none), ARGV[2] the channel that wakes the
+// topic's readers up; then the fields.
 var publish = redis.NewScript(`
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -233,10 +246,11 @@ end
 local id = string.format('%.0f-%.0f', ms, seq)
 local maxlen = tonumber(ARGV[1])
 if maxlen >= 0 then
-	redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 3))
+	redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 4))
 else
-	redis.call('XADD', KEYS[1], id, unpack(ARGV, 3))
+	redis.call('XADD', KEYS[1], id, unpack(ARGV, 4))
 end
+redis.call('SET', KEYS[3], ARGV[3], 'NX')
 redis.call('SET', KEYS[2], id)
 redis.call('PUBLISH', ARGV[2], id)
 return id
@@ -286,12 +300,24 @@ func entry(topic string, x redis.XMessage) sse.Entry {
 // for a topic without stream, "0-0". The Broker's one reader delivers the
 // entries after it until ctx ends or the Broker closes; deliver is not
 // called after that. A feed that finds entries it had yet to read trimmed
-// delivers an [sse.Entry] with Gap set (reason [sse.GapExpired]) and ends.
+// delivers an [sse.Entry] with Gap set (reason [sse.GapExpired]) and ends;
+// one that finds Redis lost its data (a restart without persistence), the
+// same with reason [sse.GapUnknown].
 func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.Entry)) (string, error) {
 	if err := b.check(); err != nil {
 		return "", err
 	}
-	st, err := b.Client.XInfoStream(ctx, b.key(topic)).Result()
+	// The epoch and the stream at one moment: the feed's place is in the
+	// history of that epoch.
+	pipe := b.Client.TxPipeline()
+	pipe.SetNX(ctx, b.epochKey(), rand.Text(), 0)
+	epoch := pipe.Get(ctx, b.epochKey())
+	info := pipe.XInfoStream(ctx, b.key(topic))
+	_, _ = pipe.Exec(ctx) // errors are the commands'
+	if err := epoch.Err(); err != nil {
+		return "", fmt.Errorf("sseredis: subscribe to %q: %w", topic, err)
+	}
+	st, err := info.Result()
 	pos, added := emptyPosition, int64(0)
 	switch {
 	case err == nil:
@@ -300,7 +326,7 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 		return "", fmt.Errorf("sseredis: subscribe to %q: %w", topic, err)
 	}
 	last, _ := parseID(pos)
-	f := &feed{ctx: ctx, topic: topic, key: b.key(topic), deliver: deliver, last: last, added: added}
+	f := &feed{ctx: ctx, topic: topic, key: b.key(topic), deliver: deliver, last: last, added: added, epoch: epoch.Val()}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -340,9 +366,11 @@ func isNoSuchKey(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "no such key")
 }
 
-// Replay implements [sse.Broker]. Each topic is read atomically (XINFO
-// STREAM and XRANGE in one MULTI), the topics one after the other; events
-// of several topics are merged by id, which for Redis ids is time order.
+// Replay implements [sse.Broker]. The topics are read in one script call
+// (XINFO STREAM and XRANGE of each), so at one moment: no event of one is
+// missing while a later one of another is there, which a client resuming
+// from one id would pass. Events of several topics are merged by id, which
+// for Redis ids is time order.
 // It answers an [*sse.HistoryGapError] with reason [sse.GapUnknown] when
 // after is not a stream id or no topic knows it (not an entry, nor a
 // position given out), and [sse.GapExpired] when a topic lost entries after
@@ -356,30 +384,23 @@ func (b *Broker) Replay(ctx context.Context, topics []string, after string) ([]s
 		return nil, nil, &sse.HistoryGapError{Reason: sse.GapUnknown, Err: fmt.Errorf("sseredis: last event ID %q is not a stream id", after)}
 	}
 	known := a == streamID{}
+	res, err := b.snapshot(ctx, topics, "replay", after)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sseredis: replay of %q: %w", topics, err)
+	}
 	heads := make([]string, len(topics))
 	var all []idEntry
 	for i, topic := range topics {
-		key := b.key(topic)
-		pipe := b.Client.TxPipeline()
-		info := pipe.XInfoStream(ctx, key)
-		at := pipe.XRangeN(ctx, key, after, after, 1)
-		rest := pipe.XRange(ctx, key, "("+after, "+")
-		_, _ = pipe.Exec(ctx) // errors are the commands'
-		for _, err := range []error{info.Err(), at.Err(), rest.Err()} {
-			if err != nil && !isNoSuchKey(err) {
-				return nil, nil, fmt.Errorf("sseredis: replay of %q: %w", topic, err)
-			}
-		}
-		if info.Err() != nil {
-			heads[i] = emptyPosition // no stream, so nothing to replay either
+		heads[i] = emptyPosition // no stream, so nothing to replay either
+		if res[i] == nil {
 			continue
 		}
-		st := info.Val()
+		st, at, rest := res[i].info, res[i].xs[0], res[i].xs[1]
 		if err := lost(st, a); err != nil {
 			return nil, nil, &sse.HistoryGapError{Reason: sse.GapExpired, Err: fmt.Errorf("sseredis: topic %q: %w", topic, err)}
 		}
-		known = known || len(at.Val()) > 0 || after == st.LastGeneratedID || after == st.MaxDeletedEntryID
-		for _, x := range rest.Val() {
+		known = known || len(at) > 0 || after == st.LastGeneratedID || after == st.MaxDeletedEntryID
+		for _, x := range rest {
 			id, _ := parseID(x.ID)
 			all = append(all, idEntry{id, entry(topic, x)})
 		}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -608,4 +609,96 @@ func TestRecent(t *testing.T) {
 	s.expect(t, "a2", "a3")
 	other.publish(t, "a", "a4")
 	s.expect(t, "a4")
+}
+
+// beforeTopicB runs fire once, just before the first command (or pipeline,
+// or script) that names the stream of topic "b": between Replay's reads of
+// topics "a" and "b", if it reads them one at a time.
+type beforeTopicB struct {
+	armed atomic.Bool
+	fire  func()
+}
+
+func (h *beforeTopicB) names(cmds ...redis.Cmder) bool {
+	for _, c := range cmds {
+		for _, a := range c.Args() {
+			if a == "sse:topic:b" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (h *beforeTopicB) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *beforeTopicB) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, c redis.Cmder) error {
+		if h.names(c) && h.armed.CompareAndSwap(true, false) {
+			h.fire()
+		}
+		return next(ctx, c)
+	}
+}
+
+func (h *beforeTopicB) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.names(cmds...) && h.armed.CompareAndSwap(true, false) {
+			h.fire()
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// Replay and Recent of several topics read them at one moment: an event
+// of topic a published just before one of topic b is never missing from
+// a reply that has the one of b, which the client would resume after.
+func TestReplaySeveralTopicsIsOneRead(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, false)
+	c := srv.Client(t)
+	b := &sseredis.Broker{Client: c, Logger: quiet}
+	pub := &sseredis.Broker{Client: srv.Client(t), Logger: quiet}
+	t.Cleanup(func() { b.Close(); pub.Close() })
+	ctx := context.Background()
+	a0, err := pub.Publish(ctx, "a", sse.Message{Data: []byte("a0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &beforeTopicB{}
+	c.AddHook(h)
+	for _, tc := range []struct {
+		name string
+		read func() ([]sse.Entry, []string, error)
+	}{
+		{"Replay", func() ([]sse.Entry, []string, error) { return b.Replay(ctx, []string{"a", "b"}, a0) }},
+		{"Recent", func() ([]sse.Entry, []string, error) { return b.Recent(ctx, []string{"a", "b"}, 100) }},
+	} {
+		var a1, b1 string
+		var pubErr error
+		h.fire = func() {
+			if a1, pubErr = pub.Publish(ctx, "a", sse.Message{Data: []byte("a1")}); pubErr == nil {
+				b1, pubErr = pub.Publish(ctx, "b", sse.Message{Data: []byte("b1")})
+			}
+		}
+		h.armed.Store(true)
+		entries, heads, err := tc.read()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if h.armed.Load() || pubErr != nil {
+			t.Fatalf("%s: the publishes during the read did not happen: %v", tc.name, pubErr)
+		}
+		var ids []string
+		for _, e := range entries {
+			ids = append(ids, e.ID)
+		}
+		if slices.Contains(ids, b1) && !slices.Contains(ids, a1) {
+			t.Fatalf("%s: got %v, heads %v: b1 (%s) but not a1 (%s), published before it", tc.name, ids, heads, b1, a1)
+		}
+		if heads[1] == b1 && heads[0] != a1 {
+			t.Fatalf("%s: heads %v: b1 (%s) but not a1 (%s)", tc.name, heads, b1, a1)
+		}
+		a0 = b1 // the next read starts after both
+	}
 }

@@ -34,6 +34,10 @@ type feed struct {
 	last  streamID
 	added int64
 	ended bool
+	// epoch is the value of the Broker's epoch key when the feed started:
+	// if it changes, Redis lost its data, and the feed what it had yet to
+	// read.
+	epoch string
 }
 
 // readTopic is what a round reads of one topic.
@@ -318,29 +322,36 @@ type feedEntry struct {
 // older one of another topic.
 func (b *Broker) readAll(ctx context.Context, topics []readTopic) (all []feedEntry, watermark streamID, more bool, err error) {
 	watermark = maxID
-	keys := make([]string, len(topics))
+	keys := make([]string, 1, 1+len(topics))
+	keys[0] = b.epochKey()
 	args := make([]any, 1, 1+len(topics))
 	args[0] = maxRead
-	for i, t := range topics {
-		keys[i] = t.key
+	for _, t := range topics {
+		keys = append(keys, t.key)
 		args = append(args, t.from.String())
 	}
 	res, err := readScript.Run(ctx, b.Client, keys, args...).Slice()
 	if err != nil {
 		return nil, maxID, false, fmt.Errorf("sseredis: reading %d topics: %w", len(topics), err)
 	}
-	if len(res) != len(topics) {
+	if len(res) != 1+len(topics) {
 		return nil, maxID, false, fmt.Errorf("sseredis: reading %d topics: %d replies", len(topics), len(res))
 	}
+	epoch, _ := res[0].(string) // nil: none
 	for i, t := range topics {
-		xs, info, err := readReply(res[i])
+		xs, info, err := readReply(res[1+i])
 		if err != nil {
 			return nil, maxID, false, fmt.Errorf("sseredis: reading %q: %w", t.name, err)
 		}
-		if info != nil {
-			for _, f := range t.feeds {
+		for _, f := range t.feeds {
+			if f.ended {
+				continue
+			}
+			if f.epoch != epoch {
+				b.gap(f, sse.GapUnknown, errors.New("Redis lost its data (a restart without persistence?): the feed's place is gone"))
+			} else if info != nil {
 				if err := trimmed(info, f); err != nil {
-					b.gap(f, err)
+					b.gap(f, sse.GapExpired, err)
 				}
 			}
 		}
@@ -381,14 +392,14 @@ func trimmed(st *redis.XInfoStream, f *feed) error {
 }
 
 // gap tells f that entries after its place are gone, and ends it.
-func (b *Broker) gap(f *feed, err error) {
+func (b *Broker) gap(f *feed, reason sse.GapReason, err error) {
 	b.drop(f)
 	f.ended = true
 	if f.ctx.Err() != nil {
 		return
 	}
 	b.logger().Warn("sseredis: feed fell behind the history kept: its subscribers resume by replay", "topic", f.topic, "after", f.last.String(), "err", err)
-	f.deliver(sse.Entry{Topic: f.topic, Gap: &sse.HistoryGapError{Reason: sse.GapExpired, Err: fmt.Errorf("sseredis: topic %q: %w", f.topic, err)}})
+	f.deliver(sse.Entry{Topic: f.topic, Gap: &sse.HistoryGapError{Reason: reason, Err: fmt.Errorf("sseredis: topic %q: %w", f.topic, err)}})
 }
 
 // readTopics is what the next round reads, and up to which id it may
@@ -472,16 +483,18 @@ func (b *Broker) drop(f *feed) {
 	}
 }
 
-// readScript reads the entries after ARGV[i+1] of each stream KEYS[i], up
-// to ARGV[1] of them. When the first one is the oldest the stream keeps,
+// readScript reads the value of the epoch key KEYS[1] (false: none), then
+// the entries after ARGV[i] of each stream KEYS[i] from i = 2, up to
+// ARGV[1] of them. When the first one is the oldest the stream keeps,
 // entries before it may have been trimmed: it adds XINFO STREAM then, which
 // tells whether they were (see lost). One script, so one moment for all
 // the topics: no entry of one is missing while a later one of another is
 // read.
 var readScript = redis.NewScript(`
-local out = {}
-for i, key in ipairs(KEYS) do
-	local xs = redis.call('XRANGE', key, '(' .. ARGV[i + 1], '+', 'COUNT', ARGV[1])
+local out = {redis.call('GET', KEYS[1])}
+for i = 2, #KEYS do
+	local key = KEYS[i]
+	local xs = redis.call('XRANGE', key, '(' .. ARGV[i], '+', 'COUNT', ARGV[1])
 	local info = false
 	if #xs > 0 then
 		local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
@@ -500,15 +513,24 @@ func readReply(v any) ([]redis.XMessage, *redis.XInfoStream, error) {
 	if !ok || len(pair) != 2 {
 		return nil, nil, errors.New("unexpected reply")
 	}
-	raw, ok := pair[0].([]any)
+	xs, err := scriptEntries(pair[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	return xs, scriptInfo(pair[1]), nil
+}
+
+// scriptEntries parses the reply of an XRANGE or XREVRANGE in a script.
+func scriptEntries(v any) ([]redis.XMessage, error) {
+	raw, ok := v.([]any)
 	if !ok {
-		return nil, nil, errors.New("unexpected entries")
+		return nil, errors.New("unexpected entries")
 	}
 	xs := make([]redis.XMessage, 0, len(raw))
 	for _, r := range raw {
 		x, ok := r.([]any)
 		if !ok || len(x) != 2 {
-			return nil, nil, errors.New("unexpected entry")
+			return nil, errors.New("unexpected entry")
 		}
 		id, _ := x[0].(string)
 		kv, _ := x[1].([]any)
@@ -520,9 +542,15 @@ func readReply(v any) ([]redis.XMessage, *redis.XInfoStream, error) {
 		}
 		xs = append(xs, redis.XMessage{ID: id, Values: values})
 	}
-	flat, ok := pair[1].([]any)
+	return xs, nil
+}
+
+// scriptInfo parses the reply of an XINFO STREAM in a script, as far as
+// head and lost need it; nil for none (false).
+func scriptInfo(v any) *redis.XInfoStream {
+	flat, ok := v.([]any)
 	if !ok {
-		return xs, nil, nil // false: no XINFO
+		return nil
 	}
 	st := &redis.XInfoStream{}
 	for j := 0; j+1 < len(flat); j += 2 {
@@ -540,7 +568,11 @@ func readReply(v any) ([]redis.XMessage, *redis.XInfoStream, error) {
 			if e, ok := flat[j+1].([]any); ok && len(e) > 0 {
 				st.FirstEntry.ID, _ = e[0].(string)
 			}
+		case "last-entry":
+			if e, ok := flat[j+1].([]any); ok && len(e) > 0 {
+				st.LastEntry.ID, _ = e[0].(string)
+			}
 		}
 	}
-	return xs, st, nil
+	return st
 }

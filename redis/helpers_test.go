@@ -2,6 +2,7 @@ package sseredis_test
 
 import (
 	"context"
+	"crypto/sha1"
 	"fmt"
 	"io"
 	"log/slog"
@@ -218,8 +219,7 @@ func (h *holdReads) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *holdReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		switch cmd.Name() {
-		case "evalsha", "eval", "xread":
+		if isRound(cmd) {
 			h.mu.Lock()
 			gate := h.gate
 			h.mu.Unlock()
@@ -229,6 +229,26 @@ func (h *holdReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		return next(ctx, cmd)
 	}
+}
+
+// isRound tells whether cmd is a round of a reader: its script, or XREAD.
+func isRound(cmd redis.Cmder) bool {
+	args := cmd.Args()
+	switch cmd.Name() {
+	case "xread":
+		return true
+	}
+	if len(args) < 2 {
+		return false
+	}
+	switch cmd.Name() {
+	case "evalsha":
+		return args[1] == sseredis.ReadScript.Hash()
+	case "eval":
+		src, ok := args[1].(string)
+		return ok && fmt.Sprintf("%x", sha1.Sum([]byte(src))) == sseredis.ReadScript.Hash()
+	}
+	return false
 }
 
 func (h *holdReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {

@@ -2,6 +2,7 @@ package sseredis_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -136,6 +137,33 @@ func TestResumeOnLaggingNodeNeverStalls(t *testing.T) {
 // e4 to e8.
 func TestLaggingFeedAcrossRestartWithoutPersistence(t *testing.T) {
 	t.Parallel()
+	b, last := lostLaggingEvents(t, 9)
+	s := b.subscribe(t, "topic=t", last.id)
+	if e := s.next(t); e.typ != "reset" {
+		t.Fatalf("resuming after e4: got %+v, want the reset event", e)
+	}
+}
+
+// As TestLaggingFeedAcrossRestartWithoutPersistence, but the stream made
+// anew gains more entries than the feed had read before it reads again,
+// so that no count of entries tells it was made anew: the feed still
+// finds it new, and a replay after e4 still answers a gap.
+func TestLaggingFeedAcrossRestartWithoutPersistenceCaughtUp(t *testing.T) {
+	t.Parallel()
+	b, last := lostLaggingEvents(t, 12)
+	_, _, err := b.broker.Replay(context.Background(), []string{"t"}, last.id)
+	var gap *sse.HistoryGapError
+	if !errors.As(err, &gap) {
+		t.Fatalf("Replay after e4 (%s) of the lost history: %v, want a *sse.HistoryGapError", last.id, err)
+	}
+}
+
+// lostLaggingEvents delivers e1 to e4 on topic t to a live client of node
+// b, holds b's reads while e5 to e7 are published, restarts Redis without
+// persistence, publishes e8 to e<upTo>, and checks that the client gets no
+// event after e4 but is cut off. It returns b and e4.
+func lostLaggingEvents(t *testing.T, upTo int) (*node, event) {
+	t.Helper()
 	srv := redistest.Start(t, false)
 	a, b, h, live, _ := lagPair(t, srv)
 	a.publish(t, "t", seq("e", 1, 4)...)
@@ -144,14 +172,11 @@ func TestLaggingFeedAcrossRestartWithoutPersistence(t *testing.T) {
 	a.publish(t, "t", seq("e", 5, 7)...)
 	srv.Stop(syscall.SIGKILL)
 	srv.Restart(t)
-	publishAfterRestart(t, a, seq("e", 8, 9)...)
+	publishAfterRestart(t, a, seq("e", 8, upTo)...)
 	h.release()
-	got, ended := live.consecutive(t, "e", 4, 9)
+	got, ended := live.consecutive(t, "e", 4, upTo)
 	if !ended {
 		t.Fatalf("got %+v after e4, though e5 to e7 are gone", got)
 	}
-	s := b.subscribe(t, "topic=t", last.id)
-	if e := s.next(t); e.typ != "reset" {
-		t.Fatalf("resuming after e4: got %+v, want the reset event", e)
-	}
+	return b, last
 }
