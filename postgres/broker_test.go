@@ -335,3 +335,30 @@ func TestLongTransactionHoldsBack(t *testing.T) {
 		t.Fatalf("Replay after the late position = %v, %v", entries, err)
 	}
 }
+
+// TestNewFeedStartsAtNow: a node that serves only a quiet topic still
+// moves its cursor with the rows of other topics, so that a feed of a busy
+// topic that starts later does not get the topic's earlier events as new.
+func TestNewFeedStartsAtNow(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{})
+	other := newBroker(t, pool, ssepostgres.Options{})
+	ctx := context.Background()
+	if _, err := b.Publish(ctx, "quiet", sse.Message{Data: []byte("q")}); err != nil {
+		t.Fatal(err)
+	}
+	feed(t, b, "quiet")
+	for i := range 20 {
+		if _, err := other.Publish(ctx, "busy", sse.Message{Data: []byte(fmt.Sprint("old", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, start := feed(t, b, "busy")
+	id, err := other.Publish(ctx, "busy", sse.Message{Data: []byte("new")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := data(take(t, ch, 1)); got[0] != "new" {
+		t.Fatalf("a feed that started at %s, after 20 events, delivered %q first, want the one published after it (%s)", start, got[0], id)
+	}
+}

@@ -249,6 +249,7 @@ func (b *Broker) readLocked(ctx context.Context) (more, held bool, err error) {
 	defer rows.Close()
 	n := 0
 	var xmin uint64
+	var tip position
 	for rows.Next() {
 		var kind int32
 		var xm string
@@ -257,12 +258,16 @@ func (b *Broker) readLocked(ctx context.Context) (more, held bool, err error) {
 			return false, false, err
 		}
 		xmin, _ = parseUint(xm)
-		if kind == 0 {
+		switch kind {
+		case 0:
 			// A floor at or below where the topic's feeds started took
 			// nothing from them.
 			if _, fed := b.topics[e.Topic]; fed && p.compare(b.since[e.Topic]) > 0 {
 				b.lost(e.Topic, p)
 			}
+			continue
+		case 1:
+			tip = p
 			continue
 		}
 		n++
@@ -276,11 +281,21 @@ func (b *Broker) readLocked(ctx context.Context) (more, held bool, err error) {
 	if err := rows.Err(); err != nil {
 		return false, false, err
 	}
-	// The cursor moves to rows read only, never to the snapshot's xmin:
-	// after a crash, PostgreSQL may hand out again the xid of a
-	// transaction that aborted and whose WAL was not flushed, but never
-	// one below a commit it acknowledged.
-	return n == readBatch && !held, held, nil
+	more = n == readBatch && !held
+	if !more && tip.compare(b.cursor) > 0 {
+		// Every row of the node's topics below xmin has been dispatched
+		// (held: the rows are in order, and the first at or above xmin
+		// stopped the read), and every later row will have an xid at or
+		// above it. So the cursor moves on to the newest row of any
+		// topic there, in the same snapshot: a feed of a new topic then
+		// starts from now, not from the last row of the node's other
+		// topics. It moves to rows only, never to the snapshot's xmin:
+		// after a crash, PostgreSQL may hand out again the xid of a
+		// transaction that aborted and whose WAL was not flushed, but
+		// never one below a commit it acknowledged.
+		b.cursor = tip
+	}
+	return more, held, nil
 }
 
 // dispatch hands e to the feeds of its topic, in the reader's goroutine.

@@ -171,3 +171,18 @@ func TestMaxAgePrunesByItself(t *testing.T) {
 		t.Fatalf("Replay after the pruned event = %v, %v, %v", entries, heads, err)
 	}
 }
+
+// TestFreshClientOfNewTopic: a client of a topic new to its node gets
+// only what is published after it connected, though the node served
+// another topic meanwhile.
+func TestFreshClientOfNewTopic(t *testing.T) {
+	_, url := newDB(t)
+	a := newNode(t, url, ssepostgres.Options{})
+	p := newNode(t, url, ssepostgres.Options{})
+	a.publish(t, "quiet", "q")
+	a.subscribe(t, "topic=quiet", "")
+	p.publish(t, "busy", "old1", "old2", "old3")
+	s := a.subscribe(t, "topic=busy", "")
+	p.publish(t, "busy", "new")
+	s.expect(t, "new")
+}

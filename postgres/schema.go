@@ -105,13 +105,16 @@ SELECT e.xid::text, e.seq FROM e, pg_notify($6, '') n`),
 		start:  r.Replace(`SELECT e.xid::text, e.seq FROM EVENTS e WHERE e.xid < XMIN ORDER BY e.xid DESC, e.seq DESC LIMIT 1`),
 		settle: `SELECT pg_snapshot_xmin(pg_current_snapshot())::text, pg_snapshot_xmax(pg_current_snapshot())::text`,
 		// kind 0: a floor past the cursor (pruned before this node read
-		// it); kind 1: the rows after the cursor.
+		// it); kind 1: the newest row below the snapshot's xmin, of any
+		// topic; kind 2: the rows after the cursor.
 		read: r.Replace(`SELECT x.kind, s.xmin::text, x.xid::text, x.seq, x.topic, x.type, x.data, x.retry, x.comment
 FROM (SELECT XMIN AS xmin) s, (
 	SELECT 0 AS kind, xid, seq, topic, '' AS type, NULL::bytea AS data, 0::bigint AS retry, '' AS comment
 	FROM FLOOR WHERE (xid, seq) > CURSOR AND topic = ANY($3)
 	UNION ALL
-	(SELECT 1, xid, seq, topic, type, data, retry, comment FROM EVENTS
+	(SELECT 1, xid, seq, '', '', NULL, 0, '' FROM EVENTS WHERE xid < XMIN ORDER BY xid DESC, seq DESC LIMIT 1)
+	UNION ALL
+	(SELECT 2, xid, seq, topic, type, data, retry, comment FROM EVENTS
 	WHERE (xid, seq) > CURSOR AND topic = ANY($3) ORDER BY xid, seq LIMIT $4)
 ) x
 ORDER BY x.kind, x.xid, x.seq`),
