@@ -106,6 +106,10 @@ var (
 	// ErrOwnID is returned for a Message whose ID is set: ids are
 	// positions in the table, which the Broker assigns.
 	ErrOwnID = errors.New("ssepostgres: a message ID cannot be set: the broker assigns the event ids")
+	// ErrLongName is returned by New for a schema name longer than 63
+	// bytes or a table name longer than 49: PostgreSQL would cut them, or
+	// the names the Broker derives from them.
+	ErrLongName = errors.New("ssepostgres: schema or table name too long")
 )
 
 // Options configure a [Broker]. The zero value works: every field has a
@@ -113,7 +117,9 @@ var (
 type Options struct {
 	// Schema and Table name the events table; "" means DefaultSchema and
 	// DefaultTable. The Broker also uses Table+"_floor" and Table+"_meta"
-	// in Schema. Nodes that share events use the same names.
+	// in Schema, and indexes named after Table. Schema may have up to 63
+	// bytes, Table up to 49 (see [ErrLongName]). Nodes that share events
+	// use the same names.
 	Schema, Table string
 	// MaxLen is how many events are kept per topic; 0 means
 	// DefaultMaxLen, negative keeps them all.
@@ -164,6 +170,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Broker, error)
 	}
 	if b.opts.Table == "" {
 		b.opts.Table = DefaultTable
+	}
+	if err := checkNames(b.opts.Schema, b.opts.Table); err != nil {
+		return nil, err
 	}
 	b.sql = newQueries(b.opts.Schema, b.opts.Table)
 	if err := b.setup(ctx); err != nil {

@@ -362,3 +362,25 @@ func TestNewFeedStartsAtNow(t *testing.T) {
 		t.Fatalf("a feed that started at %s, after 20 events, delivered %q first, want the one published after it (%s)", start, got[0], id)
 	}
 }
+
+// TestLongNames: names up to the longest PostgreSQL keeps work, though
+// together they are longer than a channel name may be; longer ones are
+// refused before anything is created.
+func TestLongNames(t *testing.T) {
+	pool, _ := newDB(t)
+	ctx := context.Background()
+	schema, table := strings.Repeat("s", 63), strings.Repeat("t", 49)
+	b := newBroker(t, pool, ssepostgres.Options{Schema: schema, Table: table})
+	ch, _ := feed(t, b, "t")
+	if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte("x")}); err != nil {
+		t.Fatalf("Publish with a %d-byte schema and a %d-byte table: %v", len(schema), len(table), err)
+	}
+	if got := data(take(t, ch, 1)); got[0] != "x" {
+		t.Fatalf("got %q", got)
+	}
+	for _, o := range []ssepostgres.Options{{Schema: schema + "s"}, {Table: table + "t"}} {
+		if _, err := ssepostgres.New(ctx, pool, o); !errors.Is(err, ssepostgres.ErrLongName) {
+			t.Errorf("New(%d-byte schema, %d-byte table): %v, want ErrLongName", len(o.Schema), len(o.Table), err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package ssepostgres
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -39,6 +40,24 @@ type queries struct {
 	pruneT           string
 }
 
+// maxName is the longest name PostgreSQL keeps (NAMEDATALEN-1): it cuts
+// longer ones, so that two derived names could become one.
+const maxName = 63
+
+// longestSuffix is the longest suffix the Broker adds to the table name.
+const longestSuffix = "_floor_pos_idx"
+
+// checkNames refuses names that PostgreSQL would cut.
+func checkNames(schema, table string) error {
+	if len(schema) > maxName {
+		return fmt.Errorf("%w: schema %q is %d bytes, more than %d", ErrLongName, schema, len(schema), maxName)
+	}
+	if len(table)+len(longestSuffix) > maxName {
+		return fmt.Errorf("%w: table %q is %d bytes, more than %d", ErrLongName, table, len(table), maxName-len(longestSuffix))
+	}
+	return nil
+}
+
 func newQueries(schema, table string) queries {
 	events := pgx.Identifier{schema, table}.Sanitize()
 	floor := pgx.Identifier{schema, table + "_floor"}.Sanitize()
@@ -53,9 +72,12 @@ func newQueries(schema, table string) queries {
 		"NSP_NAME", pgx.Identifier{schema}.Sanitize(),
 		"XMIN", "pg_snapshot_xmin(pg_current_snapshot())",
 		"CURSOR", "($1::text::xid8, $2::bigint)")
-	channel := schema + "." + table
+	// A channel name is cut at 63 bytes by LISTEN and refused by
+	// pg_notify: a hash of the names keeps it short.
+	sum := sha256.Sum256([]byte(events))
+	channel := "sse_" + hex.EncodeToString(sum[:16])
 	return queries{
-		lock:    channel,
+		lock:    schema + "." + table,
 		channel: channel,
 		listen:  "LISTEN " + pgx.Identifier{channel}.Sanitize(),
 		schema: r.Replace(`CREATE SCHEMA IF NOT EXISTS NSP_NAME;
