@@ -70,6 +70,11 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 	if err != nil {
 		return "", fmt.Errorf("ssepostgres: subscribe to %q: %w", topic, err)
 	}
+	if _, fed := b.topics[topic]; fed && head.compare(b.cursor) > 0 {
+		// Another node pruned past the cursor since catchUp: the floor
+		// is the head, and the topic's feeds lost what lay between.
+		b.lost(topic, head)
+	}
 	f := &feed{ctx: ctx, deliver: deliver}
 	feeds := b.topics[topic]
 	if feeds == nil {
