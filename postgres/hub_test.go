@@ -186,3 +186,34 @@ func TestFreshClientOfNewTopic(t *testing.T) {
 	p.publish(t, "busy", "new")
 	s.expect(t, "new")
 }
+
+// TestMaxAgeCountsFromPublish: an event's age starts when it is published,
+// not when its transaction began, so that a transaction older than MaxAge
+// does not see its events pruned as soon as it commits.
+func TestMaxAgeCountsFromPublish(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{MaxAge: 2 * time.Second, PruneInterval: -1})
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // the transaction is older than MaxAge
+	if _, err := b.PublishTx(ctx, tx, "t", sse.Message{Data: []byte("late")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries, _, err := b.Recent(ctx, []string{"t"}, 10)
+	if err != nil || len(entries) != 1 || string(entries[0].Data) != "late" {
+		t.Fatalf("Recent after a prune = %v, %v, want the event just published", entries, err)
+	}
+}

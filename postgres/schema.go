@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS EVENTS (
 	data    bytea       NOT NULL,
 	retry   bigint      NOT NULL DEFAULT 0, -- milliseconds
 	comment text        NOT NULL DEFAULT '',
-	created timestamptz NOT NULL DEFAULT now(),
+	created timestamptz NOT NULL DEFAULT clock_timestamp(),
 	PRIMARY KEY (xid, seq)
 );
 CREATE INDEX IF NOT EXISTS TOPIC_IDX ON EVENTS (topic, xid, seq);
