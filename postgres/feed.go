@@ -85,6 +85,9 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 	if head.compare(b.since[topic]) > 0 {
 		b.since[topic] = head
 	}
+	// The feed's rows may be held back already, and their release sends
+	// no notification: the reader looks now, and again soon if so.
+	b.poke()
 	context.AfterFunc(ctx, func() {
 		b.rmu.Lock()
 		defer b.rmu.Unlock()

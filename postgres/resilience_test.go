@@ -298,3 +298,31 @@ func TestRestoredIntoAnotherCluster(t *testing.T) {
 		t.Fatalf("Replay after an id of before the restore: %v", err)
 	}
 }
+
+// TestNewTopicHeldBackArrivesWithoutPoll: a row of a topic new to the
+// node, held back by an older transaction when the feed starts, comes when
+// that transaction ends, though it sends no notification, without
+// waiting for PollInterval.
+func TestNewTopicHeldBackArrivesWithoutPoll(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{PollInterval: 10 * time.Minute})
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := feed(t, b, "t")
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := data(take(t, ch, 1)); got[0] != "x" {
+		t.Fatalf("got %q", got)
+	}
+}
