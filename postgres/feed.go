@@ -56,6 +56,9 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 	if err := b.catchUp(qctx); err != nil {
 		return "", fmt.Errorf("ssepostgres: subscribe to %q: %w", topic, err)
 	}
+	if afterCatchUp != nil {
+		afterCatchUp()
+	}
 	head := position{}
 	var xid string
 	var seq int64
@@ -99,6 +102,10 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 	})
 	return b.id(head), nil
 }
+
+// afterCatchUp, set by tests only, runs in Subscribe between catchUp and
+// the head query.
+var afterCatchUp func()
 
 // catchUp reads until the cursor is at the newest row every reader may
 // read. b.rmu is held.

@@ -326,3 +326,33 @@ func TestNewTopicHeldBackArrivesWithoutPoll(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// TestSubscribeDuringPruneEndsFeeds: when another node prunes past this
+// node's cursor while a Subscribe is under way, the topic's existing feeds
+// are told of the gap, not left to skip the pruned events silently.
+func TestSubscribeDuringPruneEndsFeeds(t *testing.T) {
+	pool, _ := newDB(t)
+	a := newBroker(t, pool, ssepostgres.Options{MaxLen: 1, PruneInterval: -1})
+	b := newBroker(t, pool, ssepostgres.Options{MaxLen: 1, PruneInterval: -1})
+	ctx := context.Background()
+	old, _ := feed(t, a, "t")
+	if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	take(t, old, 1)
+	ssepostgres.AfterCatchUp(t, func() {
+		for _, d := range []string{"2", "3"} {
+			if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte(d)}); err != nil {
+				t.Error(err)
+			}
+		}
+		if err := b.Prune(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	feed(t, a, "t")
+	e := take(t, old, 1)[0]
+	if !isGap(e.Gap, sse.GapExpired) {
+		t.Fatalf("the existing feed got %+v after 2 was pruned unread, want a gap", e)
+	}
+}
