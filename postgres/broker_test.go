@@ -304,14 +304,7 @@ func TestLongTransactionHoldsBack(t *testing.T) {
 	b := newBroker(t, pool, ssepostgres.Options{})
 	ctx := context.Background()
 	early, _ := feed(t, b, "t")
-	long, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer long.Rollback(ctx)
-	if _, err := long.Exec(ctx, "CREATE TABLE app (v int); INSERT INTO app VALUES (1)"); err != nil {
-		t.Fatal(err)
-	}
+	long := begin(t, pool, "CREATE TABLE app (v int); INSERT INTO app VALUES (1)")
 	id, err := b.Publish(ctx, "t", sse.Message{Data: []byte("held")})
 	if err != nil {
 		t.Fatal(err)

@@ -194,14 +194,7 @@ func TestMaxAgeCountsFromPublish(t *testing.T) {
 	pool, _ := newDB(t)
 	b := newBroker(t, pool, ssepostgres.Options{MaxAge: 2 * time.Second, PruneInterval: -1})
 	ctx := context.Background()
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
-		t.Fatal(err)
-	}
+	tx := begin(t, pool, "SELECT 1")
 	time.Sleep(3 * time.Second) // the transaction is older than MaxAge
 	if _, err := b.PublishTx(ctx, tx, "t", sse.Message{Data: []byte("late")}); err != nil {
 		t.Fatal(err)

@@ -307,14 +307,7 @@ func TestNewTopicHeldBackArrivesWithoutPoll(t *testing.T) {
 	pool, _ := newDB(t)
 	b := newBroker(t, pool, ssepostgres.Options{PollInterval: 10 * time.Minute})
 	ctx := context.Background()
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
-		t.Fatal(err)
-	}
+	tx := begin(t, pool, "SELECT pg_current_xact_id()")
 	if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
