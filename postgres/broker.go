@@ -66,6 +66,11 @@
 // (it was cut off from the database for longer than MaxAge) ends the
 // topic's feeds with an [sse.Entry] whose Gap is set, so that the Hub cuts
 // their subscribers off and they resume by replay, or get the reset event.
+// A node whose cursor has not moved for 10 PollIntervals, or whose
+// listening connection was lost, reads the epoch again: a database
+// re-initialised or restored under it ends every feed with a gap of
+// reason [sse.GapUnknown], rather than leaving them stalled behind a
+// cursor above every new transaction id.
 //
 // # Concurrency
 //
@@ -144,12 +149,15 @@ type Broker struct {
 	pool   *pgxpool.Pool
 	opts   Options
 	sql    queries
-	epoch  string
-	ctx    context.Context // ends at Close
+	epoch  atomic.Pointer[string] // new when the cluster is re-initialised or restored under the node
+	ctx    context.Context        // ends at Close
 	cancel context.CancelFunc
 	wake   chan struct{} // a notification came, or a feed wants a read
 	wg     sync.WaitGroup
 	closed atomic.Bool
+	// reconnected: the listening connection was lost since the reader
+	// last checked the epoch.
+	reconnected atomic.Bool
 
 	rmu    sync.Mutex // held by a read and its dispatch, and by Subscribe
 	cursor position   // every row at or before it has been dispatched

@@ -129,6 +129,7 @@ func (b *Broker) listen() {
 		if b.ctx.Err() != nil {
 			return
 		}
+		b.reconnected.Store(true)
 		backoff = min(max(2*backoff, minBackoff*10), maxBackoff)
 		b.logger().Warn("ssepostgres: listening connection lost; reconnecting", "in", backoff, "err", err)
 		if !b.sleep(backoff) {
@@ -202,10 +203,23 @@ func (b *Broker) sleep(d time.Duration) bool {
 func (b *Broker) read() {
 	defer b.wg.Done()
 	errBackoff, heldBackoff := time.Duration(0), time.Duration(0)
+	checked, seen := time.Now(), b.cursorNow()
 	for {
 		more, held, err := b.readOnce()
 		if b.ctx.Err() != nil {
 			return
+		}
+		// A cursor that stays put for a while, or a listening
+		// connection that was lost, may mean a database re-initialised
+		// or restored under the node.
+		if c := b.cursorNow(); c != seen {
+			checked, seen = time.Now(), c
+		} else if b.reconnected.Swap(false) || time.Since(checked) >= 10*b.pollInterval() {
+			checked = time.Now()
+			if err := b.recheck(b.ctx); err != nil && b.ctx.Err() == nil {
+				b.logger().Warn("ssepostgres: checking the epoch failed; trying again later", "err", err)
+			}
+			seen = b.cursorNow()
 		}
 		wait := b.pollInterval()
 		switch {
@@ -235,6 +249,13 @@ func (b *Broker) read() {
 		}
 		t.Stop()
 	}
+}
+
+// cursorNow is the reader's cursor.
+func (b *Broker) cursorNow() position {
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	return b.cursor
 }
 
 // readOnce reads one batch after the cursor. more: the batch was full;
@@ -329,8 +350,13 @@ func (b *Broker) dispatch(e sse.Entry) {
 func (b *Broker) lost(topic string, floor position) {
 	b.logger().Error("ssepostgres: events were pruned before this node read them: ending the topic's feeds",
 		"topic", topic, "pruned", b.id(floor), "cursor", b.id(b.cursor))
-	gap := sse.Entry{Topic: topic, Gap: &sse.HistoryGapError{Reason: sse.GapExpired,
-		Err: fmt.Errorf("ssepostgres: topic %q: events up to %s were pruned before this node read them", topic, b.id(floor))}}
+	b.end(topic, sse.GapExpired, fmt.Errorf("ssepostgres: topic %q: events up to %s were pruned before this node read them", topic, b.id(floor)))
+}
+
+// end hands the feeds of topic their last entry, whose Gap has reason
+// and err, and forgets them. b.rmu is held.
+func (b *Broker) end(topic string, reason sse.GapReason, err error) {
+	gap := sse.Entry{Topic: topic, Gap: &sse.HistoryGapError{Reason: reason, Err: err}}
 	for f := range b.topics[topic] {
 		if f.ctx.Err() == nil {
 			f.deliver(gap)

@@ -349,3 +349,31 @@ func TestSubscribeDuringPruneEndsFeeds(t *testing.T) {
 		t.Fatalf("the existing feed got %+v after 2 was pruned unread, want a gap", e)
 	}
 }
+
+// TestEpochChangeUnderNode: a database re-initialised under a running node
+// (here: its history dropped and a new epoch) ends the node's feeds with a
+// gap of reason unknown, and new feeds get the new epoch's events.
+func TestEpochChangeUnderNode(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{})
+	ctx := context.Background()
+	old, _ := feed(t, b, "t")
+	if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	take(t, old, 1)
+	if _, err := pool.Exec(ctx, "DELETE FROM sse_events; DELETE FROM sse_events_floor; UPDATE sse_events_meta SET epoch = 'feedbeef'"); err != nil {
+		t.Fatal(err)
+	}
+	if e := take(t, old, 1)[0]; !isGap(e.Gap, sse.GapUnknown) {
+		t.Fatalf("the feed got %+v after the epoch changed, want a gap", e)
+	}
+	ch, _ := feed(t, b, "t")
+	id, err := b.Publish(ctx, "t", sse.Message{Data: []byte("2")})
+	if err != nil || !strings.HasPrefix(id, "feedbeef-") {
+		t.Fatalf("Publish in the new epoch = %q, %v", id, err)
+	}
+	if e := take(t, ch, 1)[0]; e.ID != id {
+		t.Fatalf("the new feed got %+v, want %s", e, id)
+	}
+}

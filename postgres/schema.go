@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/b2ce5911/sse"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -28,6 +29,7 @@ type queries struct {
 	schema           string
 	epoch            string
 	restored, forget string
+	recheck          string
 	insert           string
 	start            string
 	settle           string
@@ -112,7 +114,8 @@ CREATE TABLE IF NOT EXISTS META (
 `),
 		// A dump restored into another cluster keeps its xids, which
 		// the new cluster's may not have reached.
-		restored: r.Replace(`SELECT coalesce((SELECT max(xid) FROM EVENTS) >= pg_snapshot_xmax(pg_current_snapshot()), false)`),
+		restored: r.Replace(`SELECT ` + restoredExpr),
+		recheck:  r.Replace(`SELECT (SELECT epoch FROM META), ` + restoredExpr),
 		forget:   r.Replace(`DELETE FROM EVENTS; DELETE FROM FLOOR; DELETE FROM META`),
 		epoch: r.Replace(`WITH new AS (INSERT INTO META (epoch) VALUES ($1) ON CONFLICT DO NOTHING RETURNING epoch)
 SELECT epoch FROM new UNION ALL SELECT epoch FROM META`),
@@ -181,6 +184,10 @@ ORDER BY r.xid, r.seq`),
 	}
 }
 
+// restoredExpr is true when the table holds xids the server has not
+// reached.
+const restoredExpr = `coalesce((SELECT max(xid) FROM EVENTS) >= pg_snapshot_xmax(pg_current_snapshot()), false)`
+
 // floorUpsert raises the floors of the topics that lost the rows gone.
 const floorUpsert = `
 INSERT INTO FLOOR AS f (topic, xid, seq)
@@ -213,11 +220,48 @@ func (b *Broker) setup(ctx context.Context) error {
 				return err
 			}
 		}
-		return tx.QueryRow(ctx, b.sql.epoch, hex.EncodeToString(e[:])).Scan(&b.epoch)
+		var epoch string
+		if err := tx.QueryRow(ctx, b.sql.epoch, hex.EncodeToString(e[:])).Scan(&epoch); err != nil {
+			return err
+		}
+		b.epoch.Store(&epoch)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("ssepostgres: creating the schema: %w", err)
 	}
+	return nil
+}
+
+// recheck reads the epoch again, and whether the history was restored
+// from another cluster, as New did. A cluster re-initialised or restored
+// under the node leaves the cursor above every new transaction id, so
+// that the feeds would stall without a word: on a change, they end with a
+// gap of reason [sse.GapUnknown], and the cursor starts again from now.
+func (b *Broker) recheck(ctx context.Context) error {
+	var epoch *string
+	var restored bool
+	if err := b.pool.QueryRow(ctx, b.sql.recheck).Scan(&epoch, &restored); err != nil {
+		return err
+	}
+	if epoch != nil && *epoch == *b.epoch.Load() && !restored {
+		return nil
+	}
+	if err := b.setup(ctx); err != nil {
+		return err
+	}
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	b.logger().Error("ssepostgres: the database was re-initialised or restored under this node: ending every feed",
+		"epoch", *b.epoch.Load())
+	for topic := range b.topics {
+		b.end(topic, sse.GapUnknown, fmt.Errorf("ssepostgres: topic %q: the database was re-initialised or restored", topic))
+	}
+	p, err := b.start(ctx)
+	if err != nil {
+		return err
+	}
+	b.cursor = p
 	return nil
 }
 
