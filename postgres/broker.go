@@ -66,6 +66,11 @@
 // (it was cut off from the database for longer than MaxAge) ends the
 // topic's feeds with an [sse.Entry] whose Gap is set, so that the Hub cuts
 // their subscribers off and they resume by replay, or get the reset event.
+// A node whose cursor has not moved for 10 PollIntervals, or whose
+// listening connection was lost, reads the epoch again: a database
+// re-initialised or restored under it ends every feed with a gap of
+// reason [sse.GapUnknown], rather than leaving them stalled behind a
+// cursor above every new transaction id.
 //
 // # Concurrency
 //
@@ -106,6 +111,10 @@ var (
 	// ErrOwnID is returned for a Message whose ID is set: ids are
 	// positions in the table, which the Broker assigns.
 	ErrOwnID = errors.New("ssepostgres: a message ID cannot be set: the broker assigns the event ids")
+	// ErrLongName is returned by New for a schema name longer than 63
+	// bytes or a table name longer than 49: PostgreSQL would cut them, or
+	// the names the Broker derives from them.
+	ErrLongName = errors.New("ssepostgres: schema or table name too long")
 )
 
 // Options configure a [Broker]. The zero value works: every field has a
@@ -113,7 +122,9 @@ var (
 type Options struct {
 	// Schema and Table name the events table; "" means DefaultSchema and
 	// DefaultTable. The Broker also uses Table+"_floor" and Table+"_meta"
-	// in Schema. Nodes that share events use the same names.
+	// in Schema, and indexes named after Table. Schema may have up to 63
+	// bytes, Table up to 49 (see [ErrLongName]). Nodes that share events
+	// use the same names.
 	Schema, Table string
 	// MaxLen is how many events are kept per topic; 0 means
 	// DefaultMaxLen, negative keeps them all.
@@ -138,12 +149,15 @@ type Broker struct {
 	pool   *pgxpool.Pool
 	opts   Options
 	sql    queries
-	epoch  string
-	ctx    context.Context // ends at Close
+	epoch  atomic.Pointer[string] // new when the cluster is re-initialised or restored under the node
+	ctx    context.Context        // ends at Close
 	cancel context.CancelFunc
 	wake   chan struct{} // a notification came, or a feed wants a read
 	wg     sync.WaitGroup
 	closed atomic.Bool
+	// reconnected: the listening connection was lost since the reader
+	// last checked the epoch.
+	reconnected atomic.Bool
 
 	rmu    sync.Mutex // held by a read and its dispatch, and by Subscribe
 	cursor position   // every row at or before it has been dispatched
@@ -164,6 +178,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Broker, error)
 	}
 	if b.opts.Table == "" {
 		b.opts.Table = DefaultTable
+	}
+	if err := checkNames(b.opts.Schema, b.opts.Table); err != nil {
+		return nil, err
 	}
 	b.sql = newQueries(b.opts.Schema, b.opts.Table)
 	if err := b.setup(ctx); err != nil {

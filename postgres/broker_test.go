@@ -304,14 +304,7 @@ func TestLongTransactionHoldsBack(t *testing.T) {
 	b := newBroker(t, pool, ssepostgres.Options{})
 	ctx := context.Background()
 	early, _ := feed(t, b, "t")
-	long, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer long.Rollback(ctx)
-	if _, err := long.Exec(ctx, "CREATE TABLE app (v int); INSERT INTO app VALUES (1)"); err != nil {
-		t.Fatal(err)
-	}
+	long := begin(t, pool, "CREATE TABLE app (v int); INSERT INTO app VALUES (1)")
 	id, err := b.Publish(ctx, "t", sse.Message{Data: []byte("held")})
 	if err != nil {
 		t.Fatal(err)
@@ -333,5 +326,54 @@ func TestLongTransactionHoldsBack(t *testing.T) {
 	entries, _, err := b.Replay(ctx, []string{"t"}, pos)
 	if err != nil || len(entries) != 1 || entries[0].ID != id {
 		t.Fatalf("Replay after the late position = %v, %v", entries, err)
+	}
+}
+
+// TestNewFeedStartsAtNow: a node that serves only a quiet topic still
+// moves its cursor with the rows of other topics, so that a feed of a busy
+// topic that starts later does not get the topic's earlier events as new.
+func TestNewFeedStartsAtNow(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{})
+	other := newBroker(t, pool, ssepostgres.Options{})
+	ctx := context.Background()
+	if _, err := b.Publish(ctx, "quiet", sse.Message{Data: []byte("q")}); err != nil {
+		t.Fatal(err)
+	}
+	feed(t, b, "quiet")
+	for i := range 20 {
+		if _, err := other.Publish(ctx, "busy", sse.Message{Data: []byte(fmt.Sprint("old", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, start := feed(t, b, "busy")
+	id, err := other.Publish(ctx, "busy", sse.Message{Data: []byte("new")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := data(take(t, ch, 1)); got[0] != "new" {
+		t.Fatalf("a feed that started at %s, after 20 events, delivered %q first, want the one published after it (%s)", start, got[0], id)
+	}
+}
+
+// TestLongNames: names up to the longest PostgreSQL keeps work, though
+// together they are longer than a channel name may be; longer ones are
+// refused before anything is created.
+func TestLongNames(t *testing.T) {
+	pool, _ := newDB(t)
+	ctx := context.Background()
+	schema, table := strings.Repeat("s", 63), strings.Repeat("t", 49)
+	b := newBroker(t, pool, ssepostgres.Options{Schema: schema, Table: table})
+	ch, _ := feed(t, b, "t")
+	if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte("x")}); err != nil {
+		t.Fatalf("Publish with a %d-byte schema and a %d-byte table: %v", len(schema), len(table), err)
+	}
+	if got := data(take(t, ch, 1)); got[0] != "x" {
+		t.Fatalf("got %q", got)
+	}
+	for _, o := range []ssepostgres.Options{{Schema: schema + "s"}, {Table: table + "t"}} {
+		if _, err := ssepostgres.New(ctx, pool, o); !errors.Is(err, ssepostgres.ErrLongName) {
+			t.Errorf("New(%d-byte schema, %d-byte table): %v, want ErrLongName", len(o.Schema), len(o.Table), err)
+		}
 	}
 }

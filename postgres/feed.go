@@ -56,6 +56,9 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 	if err := b.catchUp(qctx); err != nil {
 		return "", fmt.Errorf("ssepostgres: subscribe to %q: %w", topic, err)
 	}
+	if afterCatchUp != nil {
+		afterCatchUp()
+	}
 	head := position{}
 	var xid string
 	var seq int64
@@ -70,6 +73,11 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 	if err != nil {
 		return "", fmt.Errorf("ssepostgres: subscribe to %q: %w", topic, err)
 	}
+	if _, fed := b.topics[topic]; fed && head.compare(b.cursor) > 0 {
+		// Another node pruned past the cursor since catchUp: the floor
+		// is the head, and the topic's feeds lost what lay between.
+		b.lost(topic, head)
+	}
 	f := &feed{ctx: ctx, deliver: deliver}
 	feeds := b.topics[topic]
 	if feeds == nil {
@@ -80,6 +88,9 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 	if head.compare(b.since[topic]) > 0 {
 		b.since[topic] = head
 	}
+	// The feed's rows may be held back already, and their release sends
+	// no notification: the reader looks now, and again soon if so.
+	b.poke()
 	context.AfterFunc(ctx, func() {
 		b.rmu.Lock()
 		defer b.rmu.Unlock()
@@ -91,6 +102,10 @@ func (b *Broker) Subscribe(ctx context.Context, topic string, deliver func(sse.E
 	})
 	return b.id(head), nil
 }
+
+// afterCatchUp, set by tests only, runs in Subscribe between catchUp and
+// the head query.
+var afterCatchUp func()
 
 // catchUp reads until the cursor is at the newest row every reader may
 // read. b.rmu is held.
@@ -114,6 +129,7 @@ func (b *Broker) listen() {
 		if b.ctx.Err() != nil {
 			return
 		}
+		b.reconnected.Store(true)
 		backoff = min(max(2*backoff, minBackoff*10), maxBackoff)
 		b.logger().Warn("ssepostgres: listening connection lost; reconnecting", "in", backoff, "err", err)
 		if !b.sleep(backoff) {
@@ -187,10 +203,23 @@ func (b *Broker) sleep(d time.Duration) bool {
 func (b *Broker) read() {
 	defer b.wg.Done()
 	errBackoff, heldBackoff := time.Duration(0), time.Duration(0)
+	checked, seen := time.Now(), b.cursorNow()
 	for {
 		more, held, err := b.readOnce()
 		if b.ctx.Err() != nil {
 			return
+		}
+		// A cursor that stays put for a while, or a listening
+		// connection that was lost, may mean a database re-initialised
+		// or restored under the node.
+		if c := b.cursorNow(); c != seen {
+			checked, seen = time.Now(), c
+		} else if b.reconnected.Swap(false) || time.Since(checked) >= 10*b.pollInterval() {
+			checked = time.Now()
+			if err := b.recheck(b.ctx); err != nil && b.ctx.Err() == nil {
+				b.logger().Warn("ssepostgres: checking the epoch failed; trying again later", "err", err)
+			}
+			seen = b.cursorNow()
 		}
 		wait := b.pollInterval()
 		switch {
@@ -222,6 +251,13 @@ func (b *Broker) read() {
 	}
 }
 
+// cursorNow is the reader's cursor.
+func (b *Broker) cursorNow() position {
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	return b.cursor
+}
+
 // readOnce reads one batch after the cursor. more: the batch was full;
 // held: rows are committed above the snapshot's xmin.
 func (b *Broker) readOnce() (more, held bool, err error) {
@@ -249,6 +285,7 @@ func (b *Broker) readLocked(ctx context.Context) (more, held bool, err error) {
 	defer rows.Close()
 	n := 0
 	var xmin uint64
+	var tip position
 	for rows.Next() {
 		var kind int32
 		var xm string
@@ -257,12 +294,16 @@ func (b *Broker) readLocked(ctx context.Context) (more, held bool, err error) {
 			return false, false, err
 		}
 		xmin, _ = parseUint(xm)
-		if kind == 0 {
+		switch kind {
+		case 0:
 			// A floor at or below where the topic's feeds started took
 			// nothing from them.
 			if _, fed := b.topics[e.Topic]; fed && p.compare(b.since[e.Topic]) > 0 {
 				b.lost(e.Topic, p)
 			}
+			continue
+		case 1:
+			tip = p
 			continue
 		}
 		n++
@@ -276,11 +317,21 @@ func (b *Broker) readLocked(ctx context.Context) (more, held bool, err error) {
 	if err := rows.Err(); err != nil {
 		return false, false, err
 	}
-	// The cursor moves to rows read only, never to the snapshot's xmin:
-	// after a crash, PostgreSQL may hand out again the xid of a
-	// transaction that aborted and whose WAL was not flushed, but never
-	// one below a commit it acknowledged.
-	return n == readBatch && !held, held, nil
+	more = n == readBatch && !held
+	if !more && tip.compare(b.cursor) > 0 {
+		// Every row of the node's topics below xmin has been dispatched
+		// (held: the rows are in order, and the first at or above xmin
+		// stopped the read), and every later row will have an xid at or
+		// above it. So the cursor moves on to the newest row of any
+		// topic there, in the same snapshot: a feed of a new topic then
+		// starts from now, not from the last row of the node's other
+		// topics. It moves to rows only, never to the snapshot's xmin:
+		// after a crash, PostgreSQL may hand out again the xid of a
+		// transaction that aborted and whose WAL was not flushed, but
+		// never one below a commit it acknowledged.
+		b.cursor = tip
+	}
+	return more, held, nil
 }
 
 // dispatch hands e to the feeds of its topic, in the reader's goroutine.
@@ -299,8 +350,13 @@ func (b *Broker) dispatch(e sse.Entry) {
 func (b *Broker) lost(topic string, floor position) {
 	b.logger().Error("ssepostgres: events were pruned before this node read them: ending the topic's feeds",
 		"topic", topic, "pruned", b.id(floor), "cursor", b.id(b.cursor))
-	gap := sse.Entry{Topic: topic, Gap: &sse.HistoryGapError{Reason: sse.GapExpired,
-		Err: fmt.Errorf("ssepostgres: topic %q: events up to %s were pruned before this node read them", topic, b.id(floor))}}
+	b.end(topic, sse.GapExpired, fmt.Errorf("ssepostgres: topic %q: events up to %s were pruned before this node read them", topic, b.id(floor)))
+}
+
+// end hands the feeds of topic their last entry, whose Gap has reason
+// and err, and forgets them. b.rmu is held.
+func (b *Broker) end(topic string, reason sse.GapReason, err error) {
+	gap := sse.Entry{Topic: topic, Gap: &sse.HistoryGapError{Reason: reason, Err: err}}
 	for f := range b.topics[topic] {
 		if f.ctx.Err() == nil {
 			f.deliver(gap)

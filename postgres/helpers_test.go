@@ -12,6 +12,7 @@ import (
 
 	"github.com/b2ce5911/sse"
 	ssepostgres "github.com/b2ce5911/sse/postgres"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -203,4 +204,20 @@ func names(prefix string, n int) []string {
 		out[i] = fmt.Sprintf("%s%d", prefix, i+1)
 	}
 	return out
+}
+
+// begin starts a transaction on pool and runs stmt in it; the transaction
+// rolls back when the test ends unless the test commits it.
+func begin(t testing.TB, pool *pgxpool.Pool, stmt string) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(ctx) })
+	if _, err := tx.Exec(ctx, stmt); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }

@@ -171,3 +171,42 @@ func TestMaxAgePrunesByItself(t *testing.T) {
 		t.Fatalf("Replay after the pruned event = %v, %v, %v", entries, heads, err)
 	}
 }
+
+// TestFreshClientOfNewTopic: a client of a topic new to its node gets
+// only what is published after it connected, though the node served
+// another topic meanwhile.
+func TestFreshClientOfNewTopic(t *testing.T) {
+	_, url := newDB(t)
+	a := newNode(t, url, ssepostgres.Options{})
+	p := newNode(t, url, ssepostgres.Options{})
+	a.publish(t, "quiet", "q")
+	a.subscribe(t, "topic=quiet", "")
+	p.publish(t, "busy", "old1", "old2", "old3")
+	s := a.subscribe(t, "topic=busy", "")
+	p.publish(t, "busy", "new")
+	s.expect(t, "new")
+}
+
+// TestMaxAgeCountsFromPublish: an event's age starts when it is published,
+// not when its transaction began, so that a transaction older than MaxAge
+// does not see its events pruned as soon as it commits.
+func TestMaxAgeCountsFromPublish(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{MaxAge: 2 * time.Second, PruneInterval: -1})
+	ctx := context.Background()
+	tx := begin(t, pool, "SELECT 1")
+	time.Sleep(3 * time.Second) // the transaction is older than MaxAge
+	if _, err := b.PublishTx(ctx, tx, "t", sse.Message{Data: []byte("late")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries, _, err := b.Recent(ctx, []string{"t"}, 10)
+	if err != nil || len(entries) != 1 || string(entries[0].Data) != "late" {
+		t.Fatalf("Recent after a prune = %v, %v, want the event just published", entries, err)
+	}
+}

@@ -31,7 +31,7 @@ func (p position) args() []any {
 
 // id is the event id of p: "<epoch>-<xid>-<seq>".
 func (b *Broker) id(p position) string {
-	return b.epoch + "-" + strconv.FormatUint(p.xid, 10) + "-" + strconv.FormatUint(p.seq, 10)
+	return *b.epoch.Load() + "-" + strconv.FormatUint(p.xid, 10) + "-" + strconv.FormatUint(p.seq, 10)
 }
 
 var (
@@ -55,7 +55,7 @@ func (b *Broker) parse(id string) (position, error) {
 	if err1 != nil || err2 != nil {
 		return position{}, errMalformed
 	}
-	if epoch != b.epoch {
+	if epoch != *b.epoch.Load() {
 		return position{}, errEpoch
 	}
 	return p, nil

@@ -298,3 +298,82 @@ func TestRestoredIntoAnotherCluster(t *testing.T) {
 		t.Fatalf("Replay after an id of before the restore: %v", err)
 	}
 }
+
+// TestNewTopicHeldBackArrivesWithoutPoll: a row of a topic new to the
+// node, held back by an older transaction when the feed starts, comes when
+// that transaction ends, though it sends no notification, without
+// waiting for PollInterval.
+func TestNewTopicHeldBackArrivesWithoutPoll(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{PollInterval: 10 * time.Minute})
+	ctx := context.Background()
+	tx := begin(t, pool, "SELECT pg_current_xact_id()")
+	if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := feed(t, b, "t")
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := data(take(t, ch, 1)); got[0] != "x" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// TestSubscribeDuringPruneEndsFeeds: when another node prunes past this
+// node's cursor while a Subscribe is under way, the topic's existing feeds
+// are told of the gap, not left to skip the pruned events silently.
+func TestSubscribeDuringPruneEndsFeeds(t *testing.T) {
+	pool, _ := newDB(t)
+	a := newBroker(t, pool, ssepostgres.Options{MaxLen: 1, PruneInterval: -1})
+	b := newBroker(t, pool, ssepostgres.Options{MaxLen: 1, PruneInterval: -1})
+	ctx := context.Background()
+	old, _ := feed(t, a, "t")
+	if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	take(t, old, 1)
+	ssepostgres.AfterCatchUp(t, func() {
+		for _, d := range []string{"2", "3"} {
+			if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte(d)}); err != nil {
+				t.Error(err)
+			}
+		}
+		if err := b.Prune(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	feed(t, a, "t")
+	e := take(t, old, 1)[0]
+	if !isGap(e.Gap, sse.GapExpired) {
+		t.Fatalf("the existing feed got %+v after 2 was pruned unread, want a gap", e)
+	}
+}
+
+// TestEpochChangeUnderNode: a database re-initialised under a running node
+// (here: its history dropped and a new epoch) ends the node's feeds with a
+// gap of reason unknown, and new feeds get the new epoch's events.
+func TestEpochChangeUnderNode(t *testing.T) {
+	pool, _ := newDB(t)
+	b := newBroker(t, pool, ssepostgres.Options{})
+	ctx := context.Background()
+	old, _ := feed(t, b, "t")
+	if _, err := b.Publish(ctx, "t", sse.Message{Data: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	take(t, old, 1)
+	if _, err := pool.Exec(ctx, "DELETE FROM sse_events; DELETE FROM sse_events_floor; UPDATE sse_events_meta SET epoch = 'feedbeef'"); err != nil {
+		t.Fatal(err)
+	}
+	if e := take(t, old, 1)[0]; !isGap(e.Gap, sse.GapUnknown) {
+		t.Fatalf("the feed got %+v after the epoch changed, want a gap", e)
+	}
+	ch, _ := feed(t, b, "t")
+	id, err := b.Publish(ctx, "t", sse.Message{Data: []byte("2")})
+	if err != nil || !strings.HasPrefix(id, "feedbeef-") {
+		t.Fatalf("Publish in the new epoch = %q, %v", id, err)
+	}
+	if e := take(t, ch, 1)[0]; e.ID != id {
+		t.Fatalf("the new feed got %+v, want %s", e, id)
+	}
+}

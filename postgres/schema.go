@@ -3,10 +3,12 @@ package ssepostgres
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strings"
 
+	"github.com/b2ce5911/sse"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -27,6 +29,7 @@ type queries struct {
 	schema           string
 	epoch            string
 	restored, forget string
+	recheck          string
 	insert           string
 	start            string
 	settle           string
@@ -37,6 +40,24 @@ type queries struct {
 	recent           string
 	pruneN           string
 	pruneT           string
+}
+
+// maxName is the longest name PostgreSQL keeps (NAMEDATALEN-1): it cuts
+// longer ones, so that two derived names could become one.
+const maxName = 63
+
+// longestSuffix is the longest suffix the Broker adds to the table name.
+const longestSuffix = "_floor_pos_idx"
+
+// checkNames refuses names that PostgreSQL would cut.
+func checkNames(schema, table string) error {
+	if len(schema) > maxName {
+		return fmt.Errorf("%w: schema %q is %d bytes, more than %d", ErrLongName, schema, len(schema), maxName)
+	}
+	if len(table)+len(longestSuffix) > maxName {
+		return fmt.Errorf("%w: table %q is %d bytes, more than %d", ErrLongName, table, len(table), maxName-len(longestSuffix))
+	}
+	return nil
 }
 
 func newQueries(schema, table string) queries {
@@ -53,9 +74,12 @@ func newQueries(schema, table string) queries {
 		"NSP_NAME", pgx.Identifier{schema}.Sanitize(),
 		"XMIN", "pg_snapshot_xmin(pg_current_snapshot())",
 		"CURSOR", "($1::text::xid8, $2::bigint)")
-	channel := schema + "." + table
+	// A channel name is cut at 63 bytes by LISTEN and refused by
+	// pg_notify: a hash of the names keeps it short.
+	sum := sha256.Sum256([]byte(events))
+	channel := "sse_" + hex.EncodeToString(sum[:16])
 	return queries{
-		lock:    channel,
+		lock:    schema + "." + table,
 		channel: channel,
 		listen:  "LISTEN " + pgx.Identifier{channel}.Sanitize(),
 		schema: r.Replace(`CREATE SCHEMA IF NOT EXISTS NSP_NAME;
@@ -70,7 +94,7 @@ CREATE TABLE IF NOT EXISTS EVENTS (
 	data    bytea       NOT NULL,
 	retry   bigint      NOT NULL DEFAULT 0, -- milliseconds
 	comment text        NOT NULL DEFAULT '',
-	created timestamptz NOT NULL DEFAULT now(),
+	created timestamptz NOT NULL DEFAULT clock_timestamp(),
 	PRIMARY KEY (xid, seq)
 );
 CREATE INDEX IF NOT EXISTS TOPIC_IDX ON EVENTS (topic, xid, seq);
@@ -90,7 +114,8 @@ CREATE TABLE IF NOT EXISTS META (
 `),
 		// A dump restored into another cluster keeps its xids, which
 		// the new cluster's may not have reached.
-		restored: r.Replace(`SELECT coalesce((SELECT max(xid) FROM EVENTS) >= pg_snapshot_xmax(pg_current_snapshot()), false)`),
+		restored: r.Replace(`SELECT ` + restoredExpr),
+		recheck:  r.Replace(`SELECT (SELECT epoch FROM META), ` + restoredExpr),
 		forget:   r.Replace(`DELETE FROM EVENTS; DELETE FROM FLOOR; DELETE FROM META`),
 		epoch: r.Replace(`WITH new AS (INSERT INTO META (epoch) VALUES ($1) ON CONFLICT DO NOTHING RETURNING epoch)
 SELECT epoch FROM new UNION ALL SELECT epoch FROM META`),
@@ -105,13 +130,16 @@ SELECT e.xid::text, e.seq FROM e, pg_notify($6, '') n`),
 		start:  r.Replace(`SELECT e.xid::text, e.seq FROM EVENTS e WHERE e.xid < XMIN ORDER BY e.xid DESC, e.seq DESC LIMIT 1`),
 		settle: `SELECT pg_snapshot_xmin(pg_current_snapshot())::text, pg_snapshot_xmax(pg_current_snapshot())::text`,
 		// kind 0: a floor past the cursor (pruned before this node read
-		// it); kind 1: the rows after the cursor.
+		// it); kind 1: the newest row below the snapshot's xmin, of any
+		// topic; kind 2: the rows after the cursor.
 		read: r.Replace(`SELECT x.kind, s.xmin::text, x.xid::text, x.seq, x.topic, x.type, x.data, x.retry, x.comment
 FROM (SELECT XMIN AS xmin) s, (
 	SELECT 0 AS kind, xid, seq, topic, '' AS type, NULL::bytea AS data, 0::bigint AS retry, '' AS comment
 	FROM FLOOR WHERE (xid, seq) > CURSOR AND topic = ANY($3)
 	UNION ALL
-	(SELECT 1, xid, seq, topic, type, data, retry, comment FROM EVENTS
+	(SELECT 1, xid, seq, '', '', NULL, 0, '' FROM EVENTS WHERE xid < XMIN ORDER BY xid DESC, seq DESC LIMIT 1)
+	UNION ALL
+	(SELECT 2, xid, seq, topic, type, data, retry, comment FROM EVENTS
 	WHERE (xid, seq) > CURSOR AND topic = ANY($3) ORDER BY xid, seq LIMIT $4)
 ) x
 ORDER BY x.kind, x.xid, x.seq`),
@@ -156,6 +184,10 @@ ORDER BY r.xid, r.seq`),
 	}
 }
 
+// restoredExpr is true when the table holds xids the server has not
+// reached.
+const restoredExpr = `coalesce((SELECT max(xid) FROM EVENTS) >= pg_snapshot_xmax(pg_current_snapshot()), false)`
+
 // floorUpsert raises the floors of the topics that lost the rows gone.
 const floorUpsert = `
 INSERT INTO FLOOR AS f (topic, xid, seq)
@@ -188,11 +220,48 @@ func (b *Broker) setup(ctx context.Context) error {
 				return err
 			}
 		}
-		return tx.QueryRow(ctx, b.sql.epoch, hex.EncodeToString(e[:])).Scan(&b.epoch)
+		var epoch string
+		if err := tx.QueryRow(ctx, b.sql.epoch, hex.EncodeToString(e[:])).Scan(&epoch); err != nil {
+			return err
+		}
+		b.epoch.Store(&epoch)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("ssepostgres: creating the schema: %w", err)
 	}
+	return nil
+}
+
+// recheck reads the epoch again, and whether the history was restored
+// from another cluster, as New did. A cluster re-initialised or restored
+// under the node leaves the cursor above every new transaction id, so
+// that the feeds would stall without a word: on a change, they end with a
+// gap of reason [sse.GapUnknown], and the cursor starts again from now.
+func (b *Broker) recheck(ctx context.Context) error {
+	var epoch *string
+	var restored bool
+	if err := b.pool.QueryRow(ctx, b.sql.recheck).Scan(&epoch, &restored); err != nil {
+		return err
+	}
+	if epoch != nil && *epoch == *b.epoch.Load() && !restored {
+		return nil
+	}
+	if err := b.setup(ctx); err != nil {
+		return err
+	}
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	b.logger().Error("ssepostgres: the database was re-initialised or restored under this node: ending every feed",
+		"epoch", *b.epoch.Load())
+	for topic := range b.topics {
+		b.end(topic, sse.GapUnknown, fmt.Errorf("ssepostgres: topic %q: the database was re-initialised or restored", topic))
+	}
+	p, err := b.start(ctx)
+	if err != nil {
+		return err
+	}
+	b.cursor = p
 	return nil
 }
 
