@@ -334,7 +334,7 @@ func TestHubShutdownDrainsDetached(t *testing.T) {
 // publish: each gets every event of its topics once, in order.
 func TestHubHammerDetachedAndAttached(t *testing.T) {
 	t.Parallel()
-	const perTopic = 60
+	const perTopic = 30
 	topics := []string{"a", "b", "c"}
 	h := &sse.Hub{History: 4 * perTopic, Logger: quiet}
 	ts := httptest.NewUnstartedServer(h)
