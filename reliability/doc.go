@@ -3,8 +3,9 @@
 // on PostgreSQL), PostgreSQL crashes under load, slow and frozen clients,
 // ten thousand streams over HTTP/1.1 and HTTP/2 and 19,000 idle detached
 // ones, a client that vanishes without a FIN, hostile input, middlewares
-// and proxies. The Hub's tests run on detached streams, its default on
-// HTTP/1.1, and where the path matters with DisableDetach as well.
+// and proxies, nginx among them (TestHubBehindNginx starts its own). The
+// Hub's tests run on detached streams, its default on HTTP/1.1, and where
+// the path matters with DisableDetach as well.
 //
 // Every test runs a short version by default, which CI runs with -race.
 // Set SSE_LONG=1 for the long versions, whose figures the README quotes.
