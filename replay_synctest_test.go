@@ -84,21 +84,20 @@ func TestMemoryBrokerFreesIdleTopics(t *testing.T) {
 		defer b.Close()
 		ctx := context.Background()
 		before := liveHeap()
-		data := make([]byte, 32<<10)
-		for i := range 1000 {
+		// 128 MB, so that what other tests' goroutines allocate or free
+		// while they end (a few MB) cannot pass for the events or hide them.
+		data := make([]byte, 64<<10)
+		for i := range 2000 {
 			if _, err := b.Publish(ctx, fmt.Sprint("job-", i), sse.Message{Data: data}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		// Half of the 32 MB held: memory that earlier tests let go of
-		// meanwhile can make the growth look smaller than it is.
-		if grown := liveHeap() - before; grown < 16<<20 {
-			t.Fatalf("heap grew by %d bytes holding 1,000 events of 32 KiB: the measure is wrong", grown)
+		if grown := liveHeap() - before; grown < 64<<20 {
+			t.Fatalf("heap grew by %d bytes holding 2,000 events of 64 KiB: the measure is wrong", grown)
 		}
 		time.Sleep(time.Second)
-		// A quarter of what was held: other tests' goroutines may still
-		// allocate as they end; the events kept would be all 32 MB.
-		if grown := liveHeap() - before; grown > 8<<20 {
+		// A quarter of what was held; the events kept would be all 128 MB.
+		if grown := liveHeap() - before; grown > 32<<20 {
 			t.Fatalf("heap still %d bytes larger long after every event aged out", grown)
 		}
 	})
@@ -106,6 +105,7 @@ func TestMemoryBrokerFreesIdleTopics(t *testing.T) {
 
 func liveHeap() int64 {
 	runtime.GC()
+	runtime.GC() // what the first cycle's finalizers and sweeps let go
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
